@@ -1,0 +1,250 @@
+"""JSON as JavaScript writes it, job options validated, job hashes built and read.
+
+Everything here is pure: no I/O, shared by the sync and asyncio front-ends.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from ._errors import InvalidJobError
+
+PRIORITIES: dict[str, int] = {"low": 10, "normal": 0, "medium": -5, "high": -10, "critical": -15}
+MAX_TYPE_LENGTH = 256
+
+Backoff = bool | Mapping[str, Any] | Callable[[int, int], float]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _jsify(value: Any, path: str) -> Any:
+    """Integral floats become ints (JS prints 1.0 as 1); NaN and infinities are refused."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidJobError(f"{path} is {value!r}, which JSON cannot carry")
+        return int(value) if value.is_integer() and abs(value) < 1e21 else value
+    if isinstance(value, dict):
+        return {k: _jsify(v, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsify(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _has_float(value: Any) -> bool:
+    if isinstance(value, float):
+        return True
+    if isinstance(value, dict):
+        return any(_has_float(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_float(v) for v in value)
+    return False
+
+
+def js_dumps(value: Any, what: str = "value") -> str:
+    """JSON.stringify's output: compact, non-ASCII kept, integral floats as integers."""
+    if _has_float(value):
+        value = _jsify(value, what)
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidJobError(f"{what} is not JSON-serialisable: {exc}") from None
+
+
+def parse_priority(level: int | str) -> int:
+    if isinstance(level, str):
+        if level in PRIORITIES:
+            return PRIORITIES[level]
+        try:
+            return int(level)
+        except ValueError:
+            pass
+    elif isinstance(level, int) and not isinstance(level, bool):
+        return level
+    names = ", ".join(PRIORITIES)
+    raise InvalidJobError(f"priority must be an integer or one of {names}; got {level!r}")
+
+
+def check_type(job_type: Any) -> str:
+    if not isinstance(job_type, str) or not job_type.strip():
+        raise InvalidJobError(f"job type must be a non-empty string; got {job_type!r}")
+    if len(job_type) > MAX_TYPE_LENGTH or any(ord(c) < 32 for c in job_type):
+        raise InvalidJobError(f"job type {job_type!r} is too long or has control characters")
+    return job_type
+
+
+def _positive_int(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidJobError(f"{name} must be an integer >= {minimum}; got {value!r}")
+    return value
+
+
+def check_attempts(n: Any) -> int:
+    return _positive_int(n, "attempts", 1)
+
+
+def check_ttl(ms: Any) -> int:
+    return _positive_int(ms, "ttl", 1)
+
+
+def check_delay(delay: Any) -> int:
+    """Milliseconds from now; a datetime is the time to run at, a timedelta a duration."""
+    if isinstance(delay, datetime):
+        when = delay if delay.tzinfo else delay.replace(tzinfo=timezone.utc)
+        return max(0, int(when.timestamp() * 1000) - now_ms())
+    if isinstance(delay, timedelta):
+        delay = int(delay.total_seconds() * 1000)
+    return _positive_int(delay, "delay", 0)
+
+
+# Callables given as backoff live only in this process, under their qualified name.
+_BACKOFF_FUNCTIONS: dict[str, Callable[[int, int], float]] = {}
+
+
+def register_backoff(fn: Callable[[int, int], float]) -> str:
+    """Make `fn(attempts, delay) -> ms` usable as a job's backoff in this process."""
+    name = f"{fn.__module__}:{fn.__qualname__}"
+    _BACKOFF_FUNCTIONS[name] = fn
+    return name
+
+
+def check_backoff(backoff: Any) -> str:
+    """The `backoff` hash value. Never code: Node Kue evaluates this field."""
+    if backoff is True:
+        return "true"
+    if callable(backoff):
+        name = register_backoff(backoff)
+        # Node Kue sees a plain fixed backoff; pykue workers look the name up.
+        return js_dumps({"type": "fixed", "delay": 0, "pykue": name})
+    if isinstance(backoff, Mapping):
+        kind = backoff.get("type")
+        if kind not in ("fixed", "exponential"):
+            raise InvalidJobError(f"backoff type must be 'fixed' or 'exponential'; got {kind!r}")
+        extra = set(backoff) - {"type", "delay", "maxDelay"}
+        if extra:
+            raise InvalidJobError(f"unknown backoff option(s): {', '.join(sorted(extra))}")
+        for opt in ("delay", "maxDelay"):
+            if opt in backoff:
+                _positive_int(backoff[opt], f"backoff {opt}", 0)
+        return js_dumps(dict(backoff))
+    raise InvalidJobError(f"backoff must be True, a dict or a callable; got {backoff!r}")
+
+
+def backoff_delay(backoff: str | None, attempts: int, job_delay: int) -> tuple[int, str | None]:
+    """Kue's reattempt delay for a stored backoff: (ms, or -1 for no backoff; a warning).
+
+    Kue's rules: true -> the job's delay; fixed -> delay; exponential ->
+    round(min(maxDelay - delay/2, delay/2 * (2^attempts - 1))).
+    """
+    if not backoff:
+        return -1, None
+    if backoff == "true":
+        return max(0, job_delay), None
+    try:
+        spec = json.loads(backoff)
+    except ValueError:
+        spec = None
+    if not isinstance(spec, dict):
+        return max(0, job_delay), (
+            "backoff is JavaScript source, which pykue never evaluates; "
+            f"retrying after the job's delay ({max(0, job_delay)} ms)"
+        )
+    delay = spec.get("delay") or job_delay or 0
+    name = spec.get("pykue")
+    if isinstance(name, str):
+        fn = _BACKOFF_FUNCTIONS.get(name)
+        if fn is not None:
+            return max(0, round(fn(attempts, job_delay))), None
+        return max(0, int(delay)), f"backoff function {name} is not registered here; fixed delay"
+    if spec.get("type") == "exponential":
+        max_delay = spec.get("maxDelay") or math.inf
+        return int(_js_round(min(max_delay - delay * 0.5, delay * 0.5 * (2**attempts - 1)))), None
+    return max(0, int(delay)), None
+
+
+def _js_round(x: float) -> float:
+    return math.floor(x + 0.5) if math.isfinite(x) else x
+
+
+@dataclass
+class JobOptions:
+    """What a producer sets on a job before save(); validated as it is set."""
+
+    priority: int = 0
+    attempts: int = 1
+    backoff: str | None = None
+    delay: int = 0
+    ttl: int | None = None
+    remove_on_complete: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def new_job_fields(job_type: str, data_json: str, opts: JobOptions, now: int) -> list[str]:
+    """The hash of a new job, as Kue's save() writes it (flat field/value list)."""
+    promote_at = now + opts.delay
+    fields = {
+        "max_attempts": str(opts.attempts),
+        "type": job_type,
+        "created_at": str(now),
+        "promote_at": str(promote_at),
+        "updated_at": str(now),
+        "priority": str(opts.priority),
+        "data": data_json,
+    }
+    if opts.delay:
+        fields["delay"] = str(opts.delay)
+    if opts.ttl:
+        fields["ttl"] = str(opts.ttl)
+    if opts.backoff:
+        fields["backoff"] = opts.backoff
+    if opts.remove_on_complete:
+        fields["removeOnComplete"] = "true"
+    flat: list[str] = []
+    for k, v in fields.items():
+        flat += (k, v)
+    return flat
+
+
+def pct(completed: float, total: float) -> int:
+    """Kue's progress: min(100, completed * 100 / total | 0)."""
+    if total == 0:
+        return 100 if completed else 0
+    return min(100, int(completed * 100 / total))
+
+
+def decode_hash(raw: Mapping[Any, Any]) -> dict[str, str]:
+    return {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+        for k, v in raw.items()
+    }
+
+
+def loads_field(fields: Mapping[str, str], name: str) -> Any:
+    """A JSON field of a job hash, or None; raises ValueError on corrupt JSON."""
+    raw = fields.get(name)
+    if raw is None or raw == "":
+        return None
+    return json.loads(raw)
+
+
+class Failure(Exception):
+    """A failure given to Kue-style done() as a string: stored as the plain message."""
+
+
+def error_text(exc: BaseException) -> tuple[str, str, str]:
+    """(stored error with traceback, log line, message) for a handler's exception."""
+    import traceback
+
+    if isinstance(exc, Failure):
+        return str(exc), str(exc), str(exc)
+    message = str(exc) or type(exc).__name__
+    head = f"{type(exc).__name__}: {message}" if str(exc) else type(exc).__name__
+    tb = "".join(traceback.format_tb(exc.__traceback__)) if exc.__traceback__ else ""
+    return (head + ("\n" + tb.rstrip() if tb else ""), head.split("\n")[0], message)

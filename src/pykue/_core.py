@@ -1,0 +1,134 @@
+"""What the sync and asyncio queues share: settings, keys, listeners, argument building."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from typing import Any
+
+from . import _codec as codec
+from ._events import Emitter, Registry
+from ._job import BaseJob, data_of
+from ._keys import STATES, Keys, id_from_zid
+from ._testmode import TestMode
+from ._worker import Settings
+from ._codec import Failure
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+Handler = Callable[..., Any]
+
+
+def redis_url(url: str | None) -> str:
+    return url or os.environ.get("REDIS_URL") or DEFAULT_URL
+
+
+class QueueCore(Emitter):
+    def __init__(self, prefix: str, settings: Settings | None) -> None:
+        super().__init__()
+        if not isinstance(prefix, str) or not prefix or any(c in prefix for c in " \n\r\t"):
+            raise ValueError(f"prefix must be a non-empty string without spaces; got {prefix!r}")
+        self.keys = Keys(prefix)
+        self.settings = settings or Settings()
+        self.test_mode = TestMode()
+        self.registry = Registry()
+        self._worker_count = 0
+
+    def _enqueue_args(self, jobs: Sequence[BaseJob], now: int) -> tuple[list[Any], list[list[str]]]:
+        """One enqueue call's arguments; every job is validated before anything is sent."""
+        args: list[Any] = [self.keys.prefix, now, len(jobs)]
+        all_fields = []
+        for job in jobs:
+            fields = job._new_fields(now)
+            all_fields.append(fields)
+            state = "delayed" if job.opts.delay > 0 else "inactive"
+            args += (job.type, state, job.opts.priority, now + job.opts.delay, len(fields), *fields)
+        return args, all_fields
+
+    @staticmethod
+    def _after_save(jobs: Sequence[BaseJob], ids: Sequence[Any], all_fields: list[list[str]]) -> None:
+        for job, raw, fields in zip(jobs, ids, all_fields, strict=True):
+            job.id = int(raw)
+            job.fields = dict(zip(fields[::2], fields[1::2], strict=True))
+            job.fields["state"] = "delayed" if job.opts.delay > 0 else "inactive"
+
+    def _range_args(self, state: str | None, job_type: str | None) -> str:
+        if state is None:
+            return self.keys.jobs
+        if state not in STATES:
+            raise ValueError(f"state must be one of {', '.join(STATES)}; got {state!r}")
+        return self.keys.state(state, job_type)
+
+    @staticmethod
+    def _ids(members: Sequence[str], order: str) -> list[int]:
+        """Kue sorts a rank range by id, and `desc` reverses it."""
+        ids = sorted(id_from_zid(m) for m in members)
+        return ids[::-1] if order == "desc" else ids
+
+    def _handler_args(self, concurrency: int | Handler, handler: Handler | None) -> tuple[int, Handler]:
+        if handler is None and callable(concurrency):
+            return 1, concurrency
+        if handler is None or not isinstance(concurrency, int) or isinstance(concurrency, bool):
+            raise TypeError("use process(type, handler) or process(type, concurrency, handler)")
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1; got {concurrency}")
+        return concurrency, handler
+
+
+def kue_style(handler: Handler) -> bool:
+    """Kue's `(job, done)` handlers take two positional parameters; plain ones take one."""
+    try:
+        params = [p for p in inspect.signature(handler).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]  # fmt: skip
+    except (TypeError, ValueError):
+        return False
+    return len(params) >= 2
+
+
+def make_done(fut: asyncio.Future[Any], loop: asyncio.AbstractEventLoop) -> Callable[..., None]:
+    """Kue's done(err, result): thread-safe, and a second call changes nothing."""
+
+    def settle(err: Any, result: Any) -> None:
+        if fut.done():
+            return
+        if err is None or err is False:
+            fut.set_result(result)
+        else:
+            fut.set_exception(err if isinstance(err, BaseException) else Failure(str(err)))
+
+    def done(err: Any = None, result: Any = None) -> None:
+        loop.call_soon_threadsafe(settle, err, result)
+
+    return done
+
+
+async def invoke(handler: Handler, job: BaseJob, executor: Executor | None) -> Any:
+    """Run a handler of any style: coroutine or plain function, Kue's (job, done) or not."""
+    job.data = data_of(job.fields)
+    loop = asyncio.get_running_loop()
+    if kue_style(handler):
+        fut: asyncio.Future[Any] = loop.create_future()
+        done = make_done(fut, loop)
+        if inspect.iscoroutinefunction(handler):
+            await handler(job, done)
+        else:
+            await loop.run_in_executor(executor, handler, job, done)
+        return await fut
+    if inspect.iscoroutinefunction(handler):
+        return await handler(job)
+    return await loop.run_in_executor(executor, handler, job)
+
+
+STAT_NAMES = ("inactive", "complete", "active", "failed", "delayed")
+
+
+def stats_dict(counts: Sequence[Any], work_time: Any) -> dict[str, int]:
+    """Kue's GET /stats body."""
+    out = {f"{name}Count": int(c or 0) for name, c in zip(STAT_NAMES, counts, strict=True)}
+    out["workTime"] = int(work_time or 0)
+    return out
+
+
+__all__ = ["QueueCore", "codec"]

@@ -1,0 +1,34 @@
+"""Every error pykue raises on purpose.
+
+    PykueError
+    ├── InvalidJobError        bad job options or data, refused before anything is written
+    ├── JobNotFoundError       no job hash under that id
+    ├── ServerError            the embedded Redis server could not start
+    └── ShutdownError          the queue is shutting down / was shut down
+"""
+
+from __future__ import annotations
+
+
+class PykueError(Exception):
+    """Base class of pykue's own errors."""
+
+
+class InvalidJobError(PykueError, ValueError):
+    """A job option or payload is invalid; nothing was written to Redis."""
+
+
+class JobNotFoundError(PykueError, LookupError):
+    """No job exists with that id."""
+
+    def __init__(self, job_id: int | str) -> None:
+        super().__init__(f'job "{job_id}" doesnt exist')
+        self.job_id = job_id
+
+
+class ServerError(PykueError, RuntimeError):
+    """The embedded Redis server could not be started."""
+
+
+class ShutdownError(PykueError, RuntimeError):
+    """The queue is shut down."""

