@@ -98,7 +98,6 @@ class WorkerEngine:
         self._slot.set()
         self._stop = asyncio.Event()
         self._idle = asyncio.Event()
-        self._blocking = False
         self._loops: list[asyncio.Task[None]] = []
         self.processed = 0
 
@@ -128,7 +127,6 @@ class WorkerEngine:
             if out:
                 self._start_jobs(out)
                 continue
-            self._blocking = True
             try:
                 got = await self.client.blpop([self.keys.tokens(self.type)], timeout=self.settings.block_timeout)
             except (RedisError, OSError) as exc:
@@ -136,8 +134,7 @@ class WorkerEngine:
                 got = None
                 await asyncio.sleep(0.2)
             finally:
-                self._blocking = False
-            taken = 1 if got else 0
+                    taken = 1 if got else 0
 
     def _start_jobs(self, out: list[Any]) -> None:
         for i in range(0, len(out), 3):
@@ -230,11 +227,8 @@ class WorkerEngine:
         self._stop.set()
         self._slot.set()
         fetch, renew = self._loops or (None, None)
-        if fetch is not None:
-            if self._blocking:
-                fetch.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await fetch
+        if fetch is not None:  # a blocked BLPOP returns within block_timeout
+            await _stop_task(fetch, self._stop, self.settings.block_timeout + 1)
         if self._tasks:
             self._idle.clear()
             with contextlib.suppress(asyncio.TimeoutError):
@@ -246,9 +240,21 @@ class WorkerEngine:
         if self._flusher is not None:
             await self._flusher
         if renew is not None:
-            renew.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renew
+            await _stop_task(renew, self._stop)
+
+
+async def _stop_task(task: asyncio.Task[None], stop: asyncio.Event, grace: float = 2.0) -> None:
+    """Ask a loop to end by its event; cancel only if it does not (redis-py may swallow a
+    CancelledError raised inside a read, so a cancel alone is not reliable)."""
+    stop.set()
+    try:
+        await asyncio.wait_for(asyncio.shield(task), grace)
+    except asyncio.TimeoutError:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+            await asyncio.wait_for(task, grace)
+    except Exception as exc:
+        log.warning("pykue: background loop ended with %r", exc)
 
 
 class Maintenance:
@@ -258,16 +264,16 @@ class Maintenance:
         self.client, self.scripts, self.keys, self.settings = client, scripts, keys, settings
         self.types: set[str] = set()
         self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
 
     def start(self) -> None:
         if self._task is None:
+            self._stop.clear()
             self._task = asyncio.ensure_future(self._loop())
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await _stop_task(self._task, self._stop)
             self._task = None
 
     async def _loop(self) -> None:
@@ -277,7 +283,7 @@ class Maintenance:
         every = {"promote": s.promote_interval, "ttl": s.ttl_interval,
                  "reap": s.reap_interval, "repair": s.repair_interval}  # fmt: skip
         jobs = {"promote": self.promote, "ttl": self.check_ttl, "reap": self.reap, "repair": self.repair}
-        while True:
+        while not self._stop.is_set():
             now = loop.time()
             for name, when in due.items():
                 if now >= when:
@@ -286,7 +292,8 @@ class Maintenance:
                         await jobs[name]()
                     except (RedisError, OSError) as exc:
                         log.warning("pykue: %s failed (%s)", name, exc)
-            await asyncio.sleep(max(0.01, min(due.values()) - loop.time()))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), max(0.01, min(due.values()) - loop.time()))
 
     async def _locked(self, lock: str, fn: Callable[[], Awaitable[Any]]) -> Any:
         token = uuid.uuid4().hex
@@ -338,6 +345,7 @@ class Subscriber:
     def __init__(self, client: Any, channel: str, dispatch: Callable[[str], None]) -> None:
         self.client, self.channel, self.dispatch = client, channel, dispatch
         self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
 
     async def start(self) -> None:
         """Returns once the subscription is confirmed, so no later event is missed."""
@@ -350,9 +358,9 @@ class Subscriber:
         self._task = asyncio.ensure_future(self._loop())
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stop.is_set():
             try:
-                msg = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                msg = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
             except (RedisError, OSError) as exc:
                 log.warning("pykue: event subscription lost (%s); reconnecting", exc)
                 await asyncio.sleep(0.2)
@@ -364,9 +372,7 @@ class Subscriber:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await _stop_task(self._task, self._stop)
             self._task = None
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()

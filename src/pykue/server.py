@@ -82,7 +82,7 @@ class EmbeddedRedis:
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--dir", self.dir,
-            "--save", "" if not self.persist else "3600 1",
+            "--save", *(["3600", "1"] if self.persist else [""]),
             "--appendonly", "no",
             "--protected-mode", "yes",
             "--loglevel", "warning",
