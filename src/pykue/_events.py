@@ -48,14 +48,17 @@ def decode(message: str | bytes) -> tuple[int, str, list[Any]] | None:
 
 @functools.lru_cache(maxsize=1024)
 def _arity(fn: Listener) -> int | None:
-    """How many arguments a listener takes: like JavaScript, extra event args are dropped."""
+    """How many arguments a listener takes: like JavaScript, extra event args are dropped.
+
+    Parameters with defaults are not counted, so the loop idiom `lambda pct, j=job: ...`
+    gets only the event's arguments."""
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
         return None
     if any(p.kind is p.VAR_POSITIONAL for p in params):
         return None
-    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty for p in params)
 
 
 class Emitter:

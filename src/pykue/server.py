@@ -66,6 +66,7 @@ class EmbeddedRedis:
         self.binary = find_binary()
         self.dir = tempfile.mkdtemp(prefix="pykue-redis-")
         self.unix_socket = os.path.join(self.dir, "redis.sock") if unix_socket else None
+        self._fixed_port = port is not None
         self.port = 0 if unix_socket else (port or free_port())
         self.persist = persist
         self.proc: subprocess.Popen[bytes] | None = None
@@ -92,20 +93,28 @@ class EmbeddedRedis:
         if self.unix_socket:
             args += ["--unixsocket", self.unix_socket, "--unixsocketperm", "700"]
         self.proc = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True, preexec_fn=_die_with_parent,
         )  # fmt: skip
         _LIVE.add(self)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                raise ServerError(f"redis-server exited at start ({self.binary}): {err.strip()}")
+                if "Failed listening" in self._log_tail() and not self._fixed_port and not self.unix_socket:
+                    self.port = free_port()  # lost a race for the port: pick another
+                    return self.start(timeout)
+                raise ServerError(f"redis-server exited at start ({self.binary}): {self._log_tail()}")
             if self._ping():
                 return self
             time.sleep(0.01)
         self.stop()
         raise ServerError(f"redis-server did not answer within {timeout} s")
+
+    def _log_tail(self) -> str:
+        try:
+            return Path(self.dir, "redis.log").read_text(errors="replace").strip().splitlines()[-1]
+        except (OSError, IndexError):
+            return "no log"
 
     def _ping(self) -> bool:
         try:
@@ -134,8 +143,6 @@ class EmbeddedRedis:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        if proc is not None and proc.stderr:
-            proc.stderr.close()
 
     def restart(self) -> None:
         """Stop (saving the data set) and start again on the same port and directory."""
