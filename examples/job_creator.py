@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 
 import pykue
-
 from _connect import REDIS_URL
 
 if __name__ == "__main__":

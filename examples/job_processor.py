@@ -6,7 +6,6 @@ import signal
 import threading
 
 import pykue
-
 from _connect import REDIS_URL
 
 

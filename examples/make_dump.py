@@ -1,6 +1,6 @@
 """Seed task 0: write dump.rdb (Holberton -> School) with a real Redis server.
 
-    python examples/make_dump.py [OUTPUT]    # default: dump.rdb at the repository root
+python examples/make_dump.py [OUTPUT]    # default: dump.rdb at the repository root
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pykue
-
 from _connect import REDIS_URL
 from push_jobs import create_push_notifications_jobs
 

@@ -52,7 +52,7 @@ def test_delayed_job_layout(queue: pykue.Queue, r: redis.Redis, prefix: str) -> 
 
 def test_json_as_javascript_writes_it() -> None:
     assert js_dumps({"a": 1.0, "b": [2.5, "é", "\u2028"], "c": None}) == '{"a":1,"b":[2.5,"é","\u2028"],"c":null}'
-    assert js_dumps("\x01\n\"") == '"\\u0001\\n\\""'
+    assert js_dumps('\x01\n"') == '"\\u0001\\n\\""'
     assert json.loads(js_dumps({"k": 10**20 * 1.0})) == {"k": 10**20}
 
 

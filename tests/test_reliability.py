@@ -110,7 +110,9 @@ def test_events_reach_a_producer_in_another_process(url: str, prefix: str) -> No
     assert finished.is_set()
     assert seen.index(("progress", 1, 50)) < seen.index(("complete", 1, "ok"))
     assert ("failed attempt", 2, "job 2 asked to fail", 1) in seen
-    assert seen.index(("failed attempt", 2, "job 2 asked to fail", 1)) < seen.index(("failed", 2, "job 2 asked to fail"))
+    assert seen.index(("failed attempt", 2, "job 2 asked to fail", 1)) < seen.index(
+        ("failed", 2, "job 2 asked to fail")
+    )
     q.shutdown()
 
 

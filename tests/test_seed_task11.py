@@ -14,7 +14,7 @@ import pykue
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "examples"))
-from push_jobs import create_push_notifications_jobs  # noqa: E402
+from push_jobs import create_push_notifications_jobs
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,9 @@ def test_create_two_new_jobs_to_the_queue(queue: pykue.Queue, capsys: pytest.Cap
         f"Notification job created: {first}", f"Notification job created: {first + 1}"]  # fmt: skip
 
 
-def test_listeners_print_progress_completion_and_failure(queue: pykue.Queue, capsys: pytest.CaptureFixture[str]) -> None:
+def test_listeners_print_progress_completion_and_failure(
+    queue: pykue.Queue, capsys: pytest.CaptureFixture[str]
+) -> None:
     [job] = create_push_notifications_jobs([{"phoneNumber": "1", "message": "m"}], queue)
     capsys.readouterr()
     job.emit("progress", 25, None)

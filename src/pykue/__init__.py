@@ -1,9 +1,9 @@
 """pykue: a Redis job queue that speaks Kue 0.11's protocol, with atomic transitions.
 
-    import pykue
-    queue = pykue.create_queue()                       # kue.createQueue()
-    queue.create("email", {"to": "a@b"}).priority("high").save()
-    queue.process("email", 2, lambda job: send(job.data))
+import pykue
+queue = pykue.create_queue()                       # kue.createQueue()
+queue.create("email", {"to": "a@b"}).priority("high").save()
+queue.process("email", 2, lambda job: send(job.data))
 """
 
 from ._aqueue import AsyncQueue, create_async_queue

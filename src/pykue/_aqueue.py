@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio
 
@@ -86,7 +86,7 @@ class AsyncQueue(QueueCore):
             await p.execute()
 
     async def _hgetall(self, job_id: int | str) -> dict[str, str]:
-        return dict(await self.client.hgetall(self.keys.job(job_id)))
+        return cast(dict[str, str], await self.client.hgetall(self.keys.job(job_id)))
 
     async def get_job(self, job_id: int | str) -> AsyncJob:
         fields = await self._hgetall(job_id)
@@ -100,7 +100,7 @@ class AsyncQueue(QueueCore):
         return job
 
     async def job_logs(self, job_id: int | str, start: int = 0, stop: int = -1) -> list[str]:
-        return list(await self.client.lrange(self.keys.log(job_id), start, stop))
+        return cast(list[str], await self.client.lrange(self.keys.log(job_id), start, stop))
 
     async def card(self, state: str | None = None, job_type: str | None = None) -> int:
         return int(await self.client.zcard(self._range_args(state, job_type)))
@@ -114,12 +114,12 @@ class AsyncQueue(QueueCore):
         return stats_dict(counts, work)
 
     async def types(self) -> list[str]:
-        return sorted(await self.client.smembers(self.keys.types))
+        return sorted(cast(set[str], await self.client.smembers(self.keys.types)))
 
     async def job_ids(self, state: str | None = None, job_type: str | None = None,
                       start: int = 0, stop: int = -1, order: str = "asc") -> list[int]:  # fmt: skip
         members = await self.client.zrange(self._range_args(state, job_type), start, stop)
-        return self._ids(members, order)
+        return self._ids(cast(list[str], members), order)
 
     async def jobs(self, state: str | None = None, job_type: str | None = None,
                    start: int = 0, stop: int = -1, order: str = "asc") -> list[AsyncJob]:  # fmt: skip

@@ -10,7 +10,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ._errors import InvalidJobError
@@ -97,7 +97,7 @@ def check_ttl(ms: Any) -> int:
 def check_delay(delay: Any) -> int:
     """Milliseconds from now; a datetime is the time to run at, a timedelta a duration."""
     if isinstance(delay, datetime):
-        when = delay if delay.tzinfo else delay.replace(tzinfo=timezone.utc)
+        when = delay if delay.tzinfo else delay.replace(tzinfo=UTC)
         return max(0, int(when.timestamp() * 1000) - now_ms())
     if isinstance(delay, timedelta):
         delay = int(delay.total_seconds() * 1000)
@@ -221,8 +221,7 @@ def pct(completed: float, total: float) -> int:
 
 def decode_hash(raw: Mapping[Any, Any]) -> dict[str, str]:
     return {
-        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-        for k, v in raw.items()
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in raw.items()
     }
 
 

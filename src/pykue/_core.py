@@ -10,12 +10,12 @@ from concurrent.futures import Executor
 from typing import Any
 
 from . import _codec as codec
+from ._codec import Failure
 from ._events import Emitter, Registry
 from ._job import BaseJob, data_of
 from ._keys import STATES, Keys, id_from_zid
 from ._testmode import TestMode
 from ._worker import Settings
-from ._codec import Failure
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 Handler = Callable[..., Any]

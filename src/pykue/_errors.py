@@ -1,10 +1,10 @@
 """Every error pykue raises on purpose.
 
-    PykueError
-    ├── InvalidJobError        bad job options or data, refused before anything is written
-    ├── JobNotFoundError       no job hash under that id
-    ├── ServerError            the embedded Redis server could not start
-    └── ShutdownError          the queue is shutting down / was shut down
+PykueError
+├── InvalidJobError        bad job options or data, refused before anything is written
+├── JobNotFoundError       no job hash under that id
+├── ServerError            the embedded Redis server could not start
+└── ShutdownError          the queue is shutting down / was shut down
 """
 
 from __future__ import annotations

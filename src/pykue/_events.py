@@ -26,6 +26,7 @@ JOB_EVENTS = frozenset(
 FINAL_EVENTS = frozenset({"complete", "failed", "remove"})
 
 Listener = Callable[..., Any]
+_pending: set[asyncio.Future[Any]] = set()
 
 
 def encode(job_id: int | str, event: str, *args: Any) -> str:
@@ -87,7 +88,9 @@ class Emitter:
             try:
                 out = fn(*args[: _arity(fn)])
                 if inspect.isawaitable(out):
-                    asyncio.ensure_future(out)
+                    task = asyncio.ensure_future(out)
+                    _pending.add(task)  # keep a reference until it is done
+                    task.add_done_callback(_pending.discard)
             except Exception:
                 log.exception("listener for %r raised", event)
         return bool(listeners)

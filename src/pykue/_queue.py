@@ -7,7 +7,7 @@ import asyncio
 import threading
 from collections.abc import Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import redis
 import redis.asyncio
@@ -145,7 +145,7 @@ class Queue(QueueCore):
             p.execute()
 
     def _hgetall(self, job_id: int | str) -> dict[str, str]:
-        return dict(self.client.hgetall(self.keys.job(job_id)))
+        return cast(dict[str, str], self.client.hgetall(self.keys.job(job_id)))
 
     # -- reading ------------------------------------------------------------------
     def get_job(self, job_id: int | str) -> Job:
@@ -160,7 +160,7 @@ class Queue(QueueCore):
         return job
 
     def job_logs(self, job_id: int | str, start: int = 0, stop: int = -1) -> list[str]:
-        return list(self.client.lrange(self.keys.log(job_id), start, stop))
+        return cast(list[str], self.client.lrange(self.keys.log(job_id), start, stop))
 
     def card(self, state: str | None = None, job_type: str | None = None) -> int:
         """How many jobs are in a state (of a type); all jobs when state is None."""
@@ -190,13 +190,13 @@ class Queue(QueueCore):
         return stats_dict(counts, work)
 
     def types(self) -> list[str]:
-        return sorted(self.client.smembers(self.keys.types))
+        return sorted(cast(set[str], self.client.smembers(self.keys.types)))
 
     def job_ids(self, state: str | None = None, job_type: str | None = None,
                 start: int = 0, stop: int = -1, order: str = "asc") -> list[int]:  # fmt: skip
         """Ids by rank range in a state's set (inclusive), sorted by id like Kue."""
         members = self.client.zrange(self._range_args(state, job_type), start, stop)
-        return self._ids(members, order)
+        return self._ids(cast(list[str], members), order)
 
     def jobs(self, state: str | None = None, job_type: str | None = None,
              start: int = 0, stop: int = -1, order: str = "asc") -> list[Job]:  # fmt: skip

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -58,7 +59,7 @@ def js_truthy(value: Any) -> bool:
         return False
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return value != 0
-    return value != ""
+    return bool(value != "")
 
 
 def worker_id(job_type: str, n: int) -> str:
@@ -108,6 +109,10 @@ class WorkerEngine:
     def active(self) -> int:
         return len(self._tasks)
 
+    async def _script(self, name: str, args: list[Any]) -> Any:
+        """A transition that must happen: retried through dropped connections and restarts."""
+        return await _retrying(name, functools.partial(self.scripts.call, name, self.keys.jobs, args), self._stop)
+
     # -- claiming -------------------------------------------------------------
     async def _fetch_loop(self) -> None:
         taken = 0
@@ -120,7 +125,7 @@ class WorkerEngine:
             args = [self.keys.prefix, codec.now_ms(), self.type, min(free, self.settings.batch),
                     self.settings.lease_ms, f"{self._base}:{self._seq}", self.worker_id, taken]  # fmt: skip
             try:
-                out = await _retrying("claim", lambda: self.scripts.call("claim", self.keys.jobs, args), self._stop)
+                out = await self._script("claim", args)
             except (RedisError, OSError):
                 break
             taken = 0
@@ -134,7 +139,7 @@ class WorkerEngine:
                 got = None
                 await asyncio.sleep(0.2)
             finally:
-                    taken = 1 if got else 0
+                taken = 1 if got else 0
 
     def _start_jobs(self, out: list[Any]) -> None:
         for i in range(0, len(out), 3):
@@ -174,7 +179,7 @@ class WorkerEngine:
             args: list[Any] = [self.keys.prefix, codec.now_ms(), len(batch)]
             for job_id, token, dur, rjson in batch:
                 args += (job_id, token, dur, rjson)
-            await _retrying("complete", lambda: self.scripts.call("complete", self.keys.jobs, args), self._stop)
+            await self._script("complete", args)
             for job_id, *_ in batch:
                 self._owned.pop(job_id, None)
 
@@ -189,7 +194,7 @@ class WorkerEngine:
             log.warning("pykue: job %s: %s", job_id, warning)
         args = [self.keys.prefix, codec.now_ms(), job_id, token, err, line, msg, delay, "0"]
         try:
-            await _retrying("fail", lambda: self.scripts.call("fail", self.keys.jobs, args), self._stop)
+            await self._script("fail", args)
         finally:
             self._owned.pop(job_id, None)
 
@@ -249,7 +254,7 @@ async def _stop_task(task: asyncio.Task[None], stop: asyncio.Event, grace: float
     stop.set()
     try:
         await asyncio.wait_for(asyncio.shield(task), grace)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
             await asyncio.wait_for(task, grace)

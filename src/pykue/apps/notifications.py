@@ -46,10 +46,16 @@ def run_creator(queue: pykue.Queue, jobs: list[dict[str, str]] = JOBS, wait: boo
     finished = threading.Semaphore(0)
     for data in jobs:
         job = queue.create(QUEUE_TYPE, data)
-        job.on("complete", lambda *_, j=job: (say(f"Notification job #{j.id} completed"),
-                                              finished.release()))  # fmt: skip
-        job.on("failed", lambda err, j=job: (say(f"Notification job #{j.id} failed: {err}"),
-                                             finished.release()))  # fmt: skip
+
+        def completed(j: pykue.Job = job) -> None:
+            say(f"Notification job #{j.id} completed")
+            finished.release()
+
+        def failed(err: str, j: pykue.Job = job) -> None:
+            say(f"Notification job #{j.id} failed: {err}")
+            finished.release()
+
+        job.on("complete", completed).on("failed", failed)
         job.on("progress", lambda pct, j=job: say(f"Notification job #{j.id} {pct}% complete"))
         job.save()
         say(f"Notification job created: {job.id}")
