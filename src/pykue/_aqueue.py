@@ -9,7 +9,7 @@ from typing import Any, cast
 import redis.asyncio
 
 from . import _codec as codec
-from ._core import STAT_NAMES, Handler, QueueCore, invoke, redis_url, stats_dict
+from ._core import STAT_NAMES, Handler, QueueCore, async_client, invoke, redis_url, stats_dict
 from ._errors import JobNotFoundError, ShutdownError
 from ._job import AsyncJob, parse_fields
 from ._worker import Runtime, Settings, WorkerEngine
@@ -27,7 +27,7 @@ class AsyncQueue(QueueCore):
             self.client = redis_url_or_client
         else:
             url = self.server.url if self.server else redis_url(redis_url_or_client)
-            self.client = redis.asyncio.Redis.from_url(url, decode_responses=True)
+            self.client = async_client(url)
         self.runtime = Runtime(self.client, self.keys, self.settings)
         self.scripts = self.runtime.scripts
         self._executors: list[ThreadPoolExecutor] = []

@@ -9,6 +9,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import Any
 
+import redis.asyncio
+
 from . import _codec as codec
 from ._codec import Failure
 from ._events import Emitter, Registry
@@ -23,6 +25,15 @@ Handler = Callable[..., Any]
 
 def redis_url(url: str | None) -> str:
     return url or os.environ.get("REDIS_URL") or DEFAULT_URL
+
+
+def async_client(url: str, max_connections: int = 64) -> redis.asyncio.Redis:
+    """An asyncio client whose pool makes a burst of callers wait for a connection
+    instead of failing with "Too many connections"."""
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=10, decode_responses=True, socket_connect_timeout=2
+    )
+    return redis.asyncio.Redis(connection_pool=pool)
 
 
 class QueueCore(Emitter):

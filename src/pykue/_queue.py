@@ -13,7 +13,7 @@ import redis
 import redis.asyncio
 
 from . import _codec as codec
-from ._core import STAT_NAMES, Handler, QueueCore, invoke, redis_url, stats_dict
+from ._core import STAT_NAMES, Handler, QueueCore, async_client, invoke, redis_url, stats_dict
 from ._errors import JobNotFoundError, ShutdownError
 from ._job import Job, parse_fields
 from ._scripts import Scripts
@@ -85,7 +85,7 @@ class Queue(QueueCore):
             raise ShutdownError("the queue was shut down")
         if self._runtime is None:
             self._bg = _LoopThread()
-            client = redis.asyncio.Redis.from_url(self.url, decode_responses=True)
+            client = async_client(self.url)
             self._runtime = Runtime(client, self.keys, self.settings)
         return self._runtime
 

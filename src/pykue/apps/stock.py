@@ -1,0 +1,98 @@
+"""Seed task 12 (9-stock.js): the stock service on port 1245.
+
+    pykue stock [--port 1245] [--redis URL | --embedded]
+
+Reserved quantities live in Redis under `item.ITEM_ID`; a reservation is one Lua call,
+so concurrent requests never confirm more than the stock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from pykue._core import async_client
+
+from ._http import ERROR_HANDLERS, lua, parse_id
+
+list_products: list[dict[str, Any]] = [
+    {"id": 1, "name": "Suitcase 250", "price": 50, "stock": 4},
+    {"id": 2, "name": "Suitcase 450", "price": 100, "stock": 10},
+    {"id": 3, "name": "Suitcase 650", "price": 350, "stock": 2},
+    {"id": 4, "name": "Suitcase 1050", "price": 550, "stock": 5},
+]
+NOT_FOUND = {"status": "Product not found"}
+
+
+def get_item_by_id(item_id: int | None) -> dict[str, Any] | None:
+    return next((p for p in list_products if p["id"] == item_id), None)
+
+
+def as_json(item: dict[str, Any]) -> dict[str, Any]:
+    return {"itemId": item["id"], "itemName": item["name"], "price": item["price"],
+            "initialAvailableQuantity": item["stock"]}  # fmt: skip
+
+
+class Stock:
+    """The seed's Redis functions, on one client."""
+
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        self.client = client
+        self._reserve = client.register_script(lua("reserve_stock"))
+
+    async def reserve_stock_by_id(self, item_id: int, stock: int) -> None:
+        await self.client.set(f"item.{item_id}", stock)
+
+    async def get_current_reserved_stock_by_id(self, item_id: int) -> int:
+        return int(await self.client.get(f"item.{item_id}") or 0)
+
+    async def reserve_one(self, item: dict[str, Any]) -> int:
+        """Atomically reserve one unit; the quantity left, or -1 if none was."""
+        return int(await self._reserve(keys=[f"item.{item['id']}"], args=[item["stock"]]))
+
+
+def create_app(redis_url: str) -> Starlette:
+    client = async_client(redis_url)
+    stock = Stock(client)
+
+    async def products(request: Request) -> JSONResponse:
+        return JSONResponse([as_json(p) for p in list_products])
+
+    async def product(request: Request) -> JSONResponse:
+        item = get_item_by_id(parse_id(request.path_params["item_id"]))
+        if item is None:
+            return JSONResponse(NOT_FOUND, status_code=404)
+        reserved = await stock.get_current_reserved_stock_by_id(item["id"])
+        return JSONResponse({**as_json(item), "currentQuantity": max(0, item["stock"] - reserved)})
+
+    async def reserve(request: Request) -> JSONResponse:
+        item = get_item_by_id(parse_id(request.path_params["item_id"]))
+        if item is None:
+            return JSONResponse(NOT_FOUND, status_code=404)
+        if await stock.reserve_one(item) < 0:
+            return JSONResponse({"status": "Not enough stock available", "itemId": item["id"]})
+        return JSONResponse({"status": "Reservation confirmed", "itemId": item["id"]})
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await client.aclose()
+
+    app = Starlette(
+        routes=[
+            Route("/list_products", products),
+            Route("/list_products/{item_id}", product),
+            Route("/reserve_product/{item_id}", reserve),
+        ],
+        exception_handlers=ERROR_HANDLERS,
+        lifespan=lifespan,
+    )
+    app.state.stock = stock
+    return app
