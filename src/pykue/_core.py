@@ -33,7 +33,7 @@ def async_client(url: str, max_connections: int = 64) -> redis.asyncio.Redis:
     pool = redis.asyncio.BlockingConnectionPool.from_url(
         url, max_connections=max_connections, timeout=10, decode_responses=True, socket_connect_timeout=2
     )
-    return redis.asyncio.Redis(connection_pool=pool)
+    return redis.asyncio.Redis.from_pool(pool)  # closing the client closes the pool
 
 
 class QueueCore(Emitter):
