@@ -37,7 +37,7 @@ def test_sync_complete_with_progress_log_and_events(queue: pykue.Queue, r: redis
     assert h["workerId"].startswith("kue:") and h["workerId"].endswith(":email:1")
     assert int(r.get(f"{prefix}:stats:work-time")) == int(h["duration"])
     assert queue.job_logs(1) == ["working on a@b"]
-    assert r.hlen(f"{prefix}:pykue:owners") == 0 and r.zcard(f"{prefix}:pykue:leases") == 0
+    assert r.hlen(f"{prefix}:pykue:owners") == 0 and not list(r.scan_iter(match=f"{prefix}:pykue:held:*"))
 
 
 def test_async_api_lifecycle(url: str, prefix: str) -> None:

@@ -9,7 +9,7 @@ from typing import Any, cast
 import redis.asyncio
 
 from . import _codec as codec
-from ._core import STAT_NAMES, Handler, QueueCore, async_client, invoke, redis_url, stats_dict
+from ._core import STAT_NAMES, Handler, QueueCore, async_client, invoker, redis_url, stats_dict
 from ._errors import JobNotFoundError, ShutdownError
 from ._job import AsyncJob, parse_fields
 from ._worker import Runtime, Settings, WorkerEngine
@@ -149,10 +149,12 @@ class AsyncQueue(QueueCore):
         executor = ThreadPoolExecutor(max_workers=n, thread_name_prefix=f"pykue-{job_type}")
         self._executors.append(executor)
 
+        call = invoker(fn, executor)
+
         async def run(job_id: int, token: str, fields: dict[str, str]) -> Any:
             job = AsyncJob(self, fields.get("type") or job_type, job_id=job_id, fields=fields)
             job.token = token
-            return await invoke(fn, job, executor)
+            return await call(job)
 
         return await self.runtime.start_engine(job_type, n, run)
 

@@ -197,6 +197,7 @@ def new_job_fields(job_type: str, data_json: str, opts: JobOptions, now: int) ->
         "updated_at": str(now),
         "priority": str(opts.priority),
         "data": data_json,
+        "state": "delayed" if opts.delay > 0 else "inactive",
     }
     if opts.delay:
         fields["delay"] = str(opts.delay)

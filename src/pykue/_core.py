@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from typing import Any
 
@@ -63,7 +63,6 @@ class QueueCore(Emitter):
         for job, raw, fields in zip(jobs, ids, all_fields, strict=True):
             job.id = int(raw)
             job.fields = dict(zip(fields[::2], fields[1::2], strict=True))
-            job.fields["state"] = "delayed" if job.opts.delay > 0 else "inactive"
 
     def _range_args(self, state: str | None, job_type: str | None) -> str:
         if state is None:
@@ -115,21 +114,33 @@ def make_done(fut: asyncio.Future[Any], loop: asyncio.AbstractEventLoop) -> Call
     return done
 
 
-async def invoke(handler: Handler, job: BaseJob, executor: Executor | None) -> Any:
-    """Run a handler of any style: coroutine or plain function, Kue's (job, done) or not."""
-    job.data = data_of(job.fields)
-    loop = asyncio.get_running_loop()
+def invoker(handler: Handler, executor: Executor | None) -> Callable[[BaseJob], Awaitable[Any]]:
+    """How to run a handler of any style (coroutine or plain function, Kue's (job, done)
+    or not), decided once rather than per job."""
+    is_coro = inspect.iscoroutinefunction(handler)
+
     if kue_style(handler):
-        fut: asyncio.Future[Any] = loop.create_future()
-        done = make_done(fut, loop)
-        if inspect.iscoroutinefunction(handler):
-            await handler(job, done)
-        else:
-            await loop.run_in_executor(executor, handler, job, done)
-        return await fut
-    if inspect.iscoroutinefunction(handler):
-        return await handler(job)
-    return await loop.run_in_executor(executor, handler, job)
+
+        async def with_done(job: BaseJob) -> Any:
+            job.data = data_of(job.fields)
+            loop = asyncio.get_running_loop()
+            fut: asyncio.Future[Any] = loop.create_future()
+            done = make_done(fut, loop)
+            if is_coro:
+                await handler(job, done)
+            else:
+                await loop.run_in_executor(executor, handler, job, done)
+            return await fut
+
+        return with_done
+
+    async def plain(job: BaseJob) -> Any:
+        job.data = data_of(job.fields)
+        if is_coro:
+            return await handler(job)
+        return await asyncio.get_running_loop().run_in_executor(executor, handler, job)
+
+    return plain
 
 
 STAT_NAMES = ("inactive", "complete", "active", "failed", "delayed")

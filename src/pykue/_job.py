@@ -24,7 +24,7 @@ class BaseJob(Emitter):
     def __init__(self, job_type: str, data: Any = None, *, job_id: int | None = None,
                  fields: Mapping[str, str] | None = None) -> None:  # fmt: skip
         super().__init__()
-        self.type = codec.check_type(job_type)
+        self.type = job_type if fields else codec.check_type(job_type)  # stored types are trusted
         self.data = {} if data is None else data
         self.id: int | None = job_id
         self.opts = codec.JobOptions()
@@ -300,8 +300,9 @@ def parse_fields(raw: Any) -> dict[str, str]:
     """HGETALL as a flat list (from Lua) or a mapping, to a str dict."""
     if isinstance(raw, Mapping):
         return codec.decode_hash(raw)
-    it = [x.decode() if isinstance(x, bytes) else str(x) for x in raw]
-    return dict(zip(it[::2], it[1::2], strict=True))
+    if raw and isinstance(raw[0], bytes):
+        raw = [x.decode() for x in raw]
+    return dict(zip(raw[::2], raw[1::2], strict=True))
 
 
 def data_of(fields: Mapping[str, str]) -> Any:

@@ -65,8 +65,13 @@ class Keys:
         return self.key("pykue:owners")
 
     @property
-    def leases(self) -> str:
-        return self.key("pykue:leases")
+    def workers(self) -> str:
+        """zset: worker -> lease expiry (ms); one lease per worker, renewed while it runs."""
+        return self.key("pykue:workers")
+
+    def held(self, worker: str) -> str:
+        """set: the ids of the jobs a worker holds."""
+        return self.key(f"pykue:held:{worker}")
 
     @property
     def stalls(self) -> str:

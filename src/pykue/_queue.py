@@ -13,7 +13,7 @@ import redis
 import redis.asyncio
 
 from . import _codec as codec
-from ._core import STAT_NAMES, Handler, QueueCore, async_client, invoke, redis_url, stats_dict
+from ._core import STAT_NAMES, Handler, QueueCore, async_client, invoker, redis_url, stats_dict
 from ._errors import JobNotFoundError, ShutdownError
 from ._job import Job, parse_fields
 from ._scripts import Scripts
@@ -229,10 +229,12 @@ class Queue(QueueCore):
         executor = ThreadPoolExecutor(max_workers=n, thread_name_prefix=f"pykue-{job_type}")
         self._executors.append(executor)
 
+        call = invoker(fn, executor)
+
         async def run(job_id: int, token: str, fields: dict[str, str]) -> Any:
             job = Job(self, fields.get("type") or job_type, job_id=job_id, fields=fields)
             job.token = token
-            return await invoke(fn, job, executor)
+            return await call(job)
 
         return self._run(runtime.start_engine(job_type, n, run))
 

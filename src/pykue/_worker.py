@@ -118,11 +118,13 @@ class WorkerEngine:
         taken = 0
         while not self._stop.is_set():
             await self._slot.wait()
+            await asyncio.sleep(0)  # let handlers that are finishing free their slots: bigger batches
             if self._stop.is_set():
                 break
             free = self.concurrency - len(self._tasks)
             self._seq += 1
-            args = [self.keys.prefix, codec.now_ms(), self.type, min(free, self.settings.batch),
+            now = codec.now_ms()
+            args = [self.keys.prefix, now, self.type, min(free, self.settings.batch),
                     self.settings.lease_ms, f"{self._base}:{self._seq}", self.worker_id, taken]  # fmt: skip
             try:
                 out = await self._script("claim", args)
@@ -130,7 +132,7 @@ class WorkerEngine:
                 break
             taken = 0
             if out:
-                self._start_jobs(out)
+                self._start_jobs(out, now)
                 continue
             try:
                 got = await self.client.blpop([self.keys.tokens(self.type)], timeout=self.settings.block_timeout)
@@ -141,11 +143,13 @@ class WorkerEngine:
             finally:
                 taken = 1 if got else 0
 
-    def _start_jobs(self, out: list[Any]) -> None:
+    def _start_jobs(self, out: list[Any], now: int) -> None:
+        claimed = {"state": "active", "started_at": str(now), "updated_at": str(now), "workerId": self.worker_id}
         for i in range(0, len(out), 3):
             job_id = int(out[i])
             token = out[i + 1].decode() if isinstance(out[i + 1], bytes) else str(out[i + 1])
             fields = parse_fields(out[i + 2])
+            fields.update(claimed)
             self._owned[job_id] = token
             self._tasks[job_id] = asyncio.ensure_future(self._run_one(job_id, token, fields))
         if len(self._tasks) >= self.concurrency:
@@ -209,7 +213,7 @@ class WorkerEngine:
     async def renew(self) -> None:
         if not self._owned:
             return
-        args: list[Any] = [self.keys.prefix, codec.now_ms(), self.settings.lease_ms]
+        args: list[Any] = [self.keys.prefix, codec.now_ms(), self.settings.lease_ms, self._base]
         for job_id, token in list(self._owned.items()):
             args += (job_id, token)
         try:
@@ -246,6 +250,9 @@ class WorkerEngine:
             await self._flusher
         if renew is not None:
             await _stop_task(renew, self._stop)
+        with contextlib.suppress(RedisError, OSError):  # a clean exit leaves no lease behind
+            await self.client.zrem(self.keys.workers, self._base)
+            await self.client.delete(self.keys.held(self._base))
 
 
 async def _stop_task(task: asyncio.Task[None], stop: asyncio.Event, grace: float = 2.0) -> None:

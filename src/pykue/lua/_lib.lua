@@ -6,7 +6,12 @@ local P = ARGV[1]
 local function k(name) return P .. ':' .. name end
 local function jobkey(id) return P .. ':job:' .. id end
 local function zid(id) return string.format('%02d', #id) .. '|' .. id end
-local OWNERS, LEASES, STALLS = k('pykue:owners'), k('pykue:leases'), k('pykue:stalls')
+-- Leases: OWNERS maps a claimed job to its owner token "<worker>:<claim>:<n>"; the
+-- worker's lease is its score in WORKERS, and HELD:<worker> lists the jobs it holds.
+-- One lease per worker, not per job: a claim or completion touches a set, not a zset.
+local OWNERS, WORKERS, STALLS = k('pykue:owners'), k('pykue:workers'), k('pykue:stalls')
+local function held(worker) return k('pykue:held:' .. worker) end
+local function worker_of(token) return string.match(token, '^[^:]+') end
 
 -- JSON string literal as JavaScript's JSON.stringify writes it.
 local ESC = { ['"'] = '\\"', ['\\'] = '\\\\', ['\n'] = '\\n', ['\r'] = '\\r',
@@ -24,21 +29,25 @@ local function publish(id, name, tail)
 end
 
 -- Kue's Job#state: leave the old state's sets, join the new ones, wake a worker if inactive.
-local function set_state(id, jtype, old, new, priority, score)
+-- skip_hset: the caller already wrote `state` in its own HSET (one call fewer).
+local function set_state(id, jtype, old, new, priority, score, skip_hset)
   local z = zid(id)
   if old and old ~= '' and old ~= new then
     redis.call('ZREM', k('jobs:' .. old), z)
     redis.call('ZREM', k('jobs:' .. jtype .. ':' .. old), z)
   end
-  redis.call('HSET', jobkey(id), 'state', new)
+  if not skip_hset then redis.call('HSET', jobkey(id), 'state', new) end
   redis.call('ZADD', k('jobs:' .. new), score or priority, z)
   redis.call('ZADD', k('jobs:' .. jtype .. ':' .. new), priority, z)
   if new == 'inactive' then redis.call('LPUSH', k(jtype .. ':jobs'), 1) end
 end
 
-local function drop_lease(id)
-  redis.call('HDEL', OWNERS, id)
-  redis.call('ZREM', LEASES, id)
+local function drop_lease(id, token)
+  token = token or redis.call('HGET', OWNERS, id)
+  if token then
+    redis.call('SREM', held(worker_of(token)), id)
+    redis.call('HDEL', OWNERS, id)
+  end
 end
 
 local function active_score(priority, ttl, now)

@@ -3,19 +3,23 @@
 -- ARGV: prefix, now, n, then per job: id, token, duration_ms, result_json ("" = none)
 -- Returns 1/0 per job.
 local now, n = tonumber(ARGV[2]), tonumber(ARGV[3])
-local res = {}
+local res, work = {}, 0
 for j = 0, n - 1 do
   local id, token, dur, result = ARGV[4 + j * 4], ARGV[5 + j * 4], ARGV[6 + j * 4], ARGV[7 + j * 4]
   if redis.call('HGET', OWNERS, id) == token then
-    drop_lease(id)
+    drop_lease(id, token)
     redis.call('HDEL', STALLS, id)
     local key = jobkey(id)
     local f = redis.call('HMGET', key, 'type', 'priority', 'removeOnComplete', 'state')
-    redis.call('HSET', key, 'duration', dur, 'progress', 100, 'updated_at', now)
-    if result ~= '' then redis.call('HSET', key, 'result', result) end
+    if result ~= '' then
+      redis.call('HSET', key, 'duration', dur, 'progress', 100, 'updated_at', now, 'state', 'complete',
+                 'result', result)
+    else
+      redis.call('HSET', key, 'duration', dur, 'progress', 100, 'updated_at', now, 'state', 'complete')
+    end
     redis.call('HINCRBY', key, 'attempts', 1)
-    set_state(id, f[1], f[4], 'complete', tonumber(f[2]) or 0)
-    redis.call('INCRBY', k('stats:work-time'), dur)
+    set_state(id, f[1], f[4], 'complete', tonumber(f[2]) or 0, nil, true)
+    work = work + tonumber(dur)
     if result == '' then result = 'null' end
     publish(id, 'complete', ',' .. result .. ',null')
     if f[3] == 'true' then
@@ -27,4 +31,5 @@ for j = 0, n - 1 do
     res[#res + 1] = 0
   end
 end
+if work > 0 then redis.call('INCRBY', k('stats:work-time'), work) end
 return res

@@ -1,6 +1,6 @@
 -- Save new jobs (Kue's Job#save for a new job), a batch in one call.
 -- ARGV: prefix, now, n, then per job: type, state ("inactive"|"delayed"), priority,
---       promote_at, nfields, field, value, ...
+--       promote_at, nfields, field, value, ... (the fields include `state`)
 -- Returns the new ids.
 local n = tonumber(ARGV[3])
 local i = 4
@@ -17,9 +17,9 @@ for _ = 1, n do
   redis.call('SADD', k('job:types'), jtype)
   redis.call('ZADD', k('jobs'), pri, zid(id))
   if state == 'delayed' then
-    set_state(id, jtype, nil, 'delayed', pri, promote_at)
+    set_state(id, jtype, nil, 'delayed', pri, promote_at, true)
   else
-    set_state(id, jtype, nil, 'inactive', pri)
+    set_state(id, jtype, nil, 'inactive', pri, nil, true)
     publish(id, 'enqueue', ',' .. jstr(jtype))
   end
   ids[#ids + 1] = id

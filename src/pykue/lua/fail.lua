@@ -7,7 +7,7 @@ local now, id, token = tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local owner = redis.call('HGET', OWNERS, id)
 if not owner or (token ~= '*' and owner ~= token) then return nil end
 if redis.call('HGET', jobkey(id), 'state') ~= 'active' then
-  drop_lease(id)
+  drop_lease(id, owner)
   return nil
 end
 if ARGV[9] == '1' then

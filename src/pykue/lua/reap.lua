@@ -1,12 +1,23 @@
 -- Return the jobs of dead workers (lease expired) to inactive. A crash is not the
 -- handler's failure, so attempts are untouched; a job that stalls more than
 -- max_stalled times is failed for good.
--- ARGV: prefix, now, max_stalled, limit. Returns {requeued, failed}.
+-- ARGV: prefix, now, max_stalled, limit (workers). Returns {requeued, failed}.
 local now, max_stalled, limit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local expired = redis.call('ZRANGEBYSCORE', LEASES, 0, now, 'LIMIT', 0, limit)
+local dead = redis.call('ZRANGEBYSCORE', WORKERS, 0, now, 'LIMIT', 0, limit)
+local orphans = {}
+for _, worker in ipairs(dead) do
+  for _, id in ipairs(redis.call('SMEMBERS', held(worker))) do
+    local token = redis.call('HGET', OWNERS, id)
+    if token and worker_of(token) == worker then
+      redis.call('HDEL', OWNERS, id)
+      orphans[#orphans + 1] = id
+    end
+  end
+  redis.call('DEL', held(worker))
+  redis.call('ZREM', WORKERS, worker)
+end
 local requeued, failed = 0, 0
-for _, id in ipairs(expired) do
-  drop_lease(id)
+for _, id in ipairs(orphans) do
   local key = jobkey(id)
   local f = redis.call('HMGET', key, 'state', 'type', 'priority')
   if f[1] == 'active' and f[2] then
