@@ -105,7 +105,7 @@ class AsyncQueue(QueueCore):
     async def card(self, state: str | None = None, job_type: str | None = None) -> int:
         return int(await self.client.zcard(self._range_args(state, job_type)))
 
-    async def stats(self) -> dict[str, int]:
+    async def stats(self) -> dict[str, int | None]:
         async with self.client.pipeline(transaction=False) as p:
             for name in STAT_NAMES:
                 p.zcard(self.keys.state(name))

@@ -146,10 +146,10 @@ def invoker(handler: Handler, executor: Executor | None) -> Callable[[BaseJob], 
 STAT_NAMES = ("inactive", "complete", "active", "failed", "delayed")
 
 
-def stats_dict(counts: Sequence[Any], work_time: Any) -> dict[str, int]:
-    """Kue's GET /stats body."""
-    out = {f"{name}Count": int(c or 0) for name, c in zip(STAT_NAMES, counts, strict=True)}
-    out["workTime"] = int(work_time or 0)
+def stats_dict(counts: Sequence[Any], work_time: Any) -> dict[str, int | None]:
+    """Kue's GET /stats body (workTime is null until a job has completed, as in Kue)."""
+    out: dict[str, int | None] = {f"{name}Count": int(c or 0) for name, c in zip(STAT_NAMES, counts, strict=True)}
+    out["workTime"] = None if work_time is None else int(work_time)
     return out
 
 

@@ -181,7 +181,7 @@ class Queue(QueueCore):
     def delayed_count(self, job_type: str | None = None) -> int:
         return self.card("delayed", job_type)
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, int | None]:
         with self.client.pipeline(transaction=False) as p:
             for name in STAT_NAMES:
                 p.zcard(self.keys.state(name))

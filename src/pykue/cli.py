@@ -308,5 +308,19 @@ def seats(port: int, host: str, redis_url: str | None, embedded: bool, prefix: s
     _serve(lambda url: create_app(url, prefix=prefix), port, redis_url, embedded, host)
 
 
+@main.command()
+@click.option("--port", default=3000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--redis", "redis_url", default=None, envvar="REDIS_URL")
+@click.option("--embedded", is_flag=True, help="Start the embedded Redis.")
+@prefix_opt
+@friendly
+def api(port: int, host: str, redis_url: str | None, embedded: bool, prefix: str) -> None:
+    """Kue's JSON API alone (the dashboard serves it too), with an OpenAPI document at /docs."""
+    from pykue.web.api import create_app
+
+    _serve(lambda url: create_app(url, prefix=prefix), port, redis_url, embedded, host)
+
+
 if __name__ == "__main__":
     main()
