@@ -5,8 +5,10 @@ Everything here is pure: no I/O, shared by the sync and asyncio front-ends.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -246,5 +248,10 @@ def error_text(exc: BaseException) -> tuple[str, str, str]:
         return str(exc), str(exc), str(exc)
     message = str(exc) or type(exc).__name__
     head = f"{type(exc).__name__}: {message}" if str(exc) else type(exc).__name__
-    tb = "".join(traceback.format_tb(exc.__traceback__)) if exc.__traceback__ else ""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_PLUMBING)]
+    tb = "".join(traceback.format_list(frames))
     return (head + ("\n" + tb.rstrip() if tb else ""), head.split("\n")[0], message)
+
+
+# Frames of pykue itself and of the thread pool say nothing about a handler's failure.
+_PLUMBING = (os.path.dirname(__file__), os.path.dirname(concurrent.futures.__file__))

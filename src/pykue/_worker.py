@@ -205,14 +205,14 @@ class WorkerEngine:
     # -- leases -------------------------------------------------------------------
     async def _renew_loop(self) -> None:
         interval = self.settings.lease_ms / 3000
+        await self.renew()
         while not self._stop.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), interval)
             await self.renew()
 
     async def renew(self) -> None:
-        if not self._owned:
-            return
+        """Heartbeat (a live worker keeps its lease even when idle) and check what it holds."""
         args: list[Any] = [self.keys.prefix, codec.now_ms(), self.settings.lease_ms, self._base]
         for job_id, token in list(self._owned.items()):
             args += (job_id, token)

@@ -322,5 +322,30 @@ def api(port: int, host: str, redis_url: str | None, embedded: bool, prefix: str
     _serve(lambda url: create_app(url, prefix=prefix), port, redis_url, embedded, host)
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@main.command()
+@click.option("--port", default=3000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--redis", "redis_url", default=None, envvar="REDIS_URL")
+@click.option("--embedded", is_flag=True, help="Start the embedded Redis.")
+@click.option("--read-only", is_flag=True, help="Refuse every write.")
+@click.option("--token", envvar="PYKUE_DASHBOARD_TOKEN", help="Require this token (Bearer, cookie or ?token=).")
+@click.option("--insecure", is_flag=True, help="Allow binding beyond loopback without a token.")
+@prefix_opt
+@friendly
+def dashboard(port: int, host: str, redis_url: str | None, embedded: bool, read_only: bool, token: str | None,
+              insecure: bool, prefix: str) -> None:  # fmt: skip
+    """The web dashboard, Kue's JSON API and /metrics."""
+    if host not in LOOPBACK and not token and not insecure:
+        raise ValueError(f"binding to {host} exposes the queue: give --token (or --insecure to accept that)")
+    from pykue.web.dashboard import create_dashboard
+
+    click.echo(f"pykue dashboard on http://{host}:{port}/" + (" (read-only)" if read_only else ""), err=True)
+    _serve(lambda url: create_dashboard(url, prefix=prefix, read_only=read_only, token=token), port, redis_url,
+           embedded, host)  # fmt: skip
+
+
 if __name__ == "__main__":
     main()
