@@ -1,0 +1,13 @@
+"""Handlers for the CLI worker tests."""
+
+from __future__ import annotations
+
+import pykue
+
+
+def double(job: pykue.Job) -> int:
+    return int(job.data["n"]) * 2
+
+
+def explode(job: pykue.Job) -> None:
+    raise RuntimeError(f"no luck for {job.id}")
