@@ -83,11 +83,8 @@ def main() -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with EmbeddedRedis() as srv:
         hello_port, stock_port = free_port(), free_port()
-        procs = [
-            subprocess.Popen([sys.executable, "-c", HELLO, str(hello_port)], env=env),
-            subprocess.Popen([sys.executable, "-m", "pykue.cli", "stock", "--port", str(stock_port),
-                              "--redis", srv.url], env=env),  # fmt: skip
-        ]
+        stock = [sys.executable, "-m", "pykue.cli", "stock", "--port", str(stock_port), "--redis", srv.url]
+        procs = [subprocess.Popen([sys.executable, "-c", HELLO, str(hello_port)], env=env), subprocess.Popen(stock, env=env)]
         try:
             wait_up(f"http://127.0.0.1:{hello_port}/hello")
             wait_up(f"http://127.0.0.1:{stock_port}/list_products")

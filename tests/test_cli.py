@@ -16,7 +16,8 @@ from pykue import EmbeddedRedis
 from tests.conftest import PY, ROOT, py_env
 from tests.helpers import wait_for
 
-EXE = [shutil.which("pykue")] if shutil.which("pykue") else [PY, "-m", "pykue.cli"]
+_SCRIPT = shutil.which("pykue")
+EXE: list[str] = [_SCRIPT] if _SCRIPT else [PY, "-m", "pykue.cli"]
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def url(server: EmbeddedRedis) -> str:
 
 
 def cli(*args: str, ok: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    out = subprocess.run([*EXE, *args], env=py_env(), capture_output=True, text=True, timeout=timeout, cwd=ROOT)  # type: ignore[list-item]
+    out = subprocess.run([*EXE, *args], env=py_env(), capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     if ok:
         assert out.returncode == 0, out.stderr
     return out
@@ -90,8 +91,8 @@ def test_user_mistakes_are_one_line_and_exit_2(url: str, prefix: str, args: list
 
 
 def test_worker_is_graceful_on_sigterm(url: str, prefix: str, q: pykue.Queue) -> None:
-    proc = subprocess.Popen([*EXE, "worker", "tests.cli_handlers:double", "--type", "calc", "--redis", url,  # type: ignore[list-item]
-                             "--prefix", prefix], env=py_env(), cwd=ROOT, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    args = [*EXE, "worker", "tests.cli_handlers:double", "--type", "calc", "--redis", url, "--prefix", prefix]
+    proc = subprocess.Popen(args, env=py_env(), cwd=ROOT, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None and "pykue worker: calc x1" in proc.stderr.readline()
     q.create("calc", {"n": 5}).save()
     wait_for(lambda: q.complete_count("calc") == 1)
@@ -101,7 +102,7 @@ def test_worker_is_graceful_on_sigterm(url: str, prefix: str, q: pykue.Queue) ->
 
 
 def test_embedded_redis_in_the_foreground() -> None:
-    proc = subprocess.Popen([*EXE, "redis"], env=py_env(), stdout=subprocess.PIPE, text=True)  # type: ignore[list-item]
+    proc = subprocess.Popen([*EXE, "redis"], env=py_env(), stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert "listening: redis://127.0.0.1:" in line

@@ -119,14 +119,13 @@ class EmbeddedRedis:
             return "no log"
 
     def _ping(self) -> bool:
+        family, address = (
+            (socket.AF_UNIX, self.unix_socket) if self.unix_socket else (socket.AF_INET, ("127.0.0.1", self.port))
+        )
         try:
-            if self.unix_socket:
-                s = socket.socket(socket.AF_UNIX)
+            with socket.socket(family, socket.SOCK_STREAM) as s:
                 s.settimeout(0.5)
-                s.connect(self.unix_socket)
-            else:
-                s = socket.create_connection(("127.0.0.1", self.port), timeout=0.5)
-            with s:
+                s.connect(address)
                 s.sendall(b"PING\r\n")
                 return s.recv(16).startswith(b"+PONG")
         except OSError:
