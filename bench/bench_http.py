@@ -84,7 +84,8 @@ def main() -> None:
     with EmbeddedRedis() as srv:
         hello_port, stock_port = free_port(), free_port()
         stock = [sys.executable, "-m", "pykue.cli", "stock", "--port", str(stock_port), "--redis", srv.url]
-        procs = [subprocess.Popen([sys.executable, "-c", HELLO, str(hello_port)], env=env), subprocess.Popen(stock, env=env)]
+        hello = [sys.executable, "-c", HELLO, str(hello_port)]
+        procs = [subprocess.Popen(hello, env=env), subprocess.Popen(stock, env=env)]
         try:
             wait_up(f"http://127.0.0.1:{hello_port}/hello")
             wait_up(f"http://127.0.0.1:{stock_port}/list_products")

@@ -46,7 +46,8 @@ def test_kue_style_async_handler_delay_and_priority(url: str, prefix: str) -> No
         done_all = asyncio.Event()
         t0 = time.monotonic()
         low = q.create("k", {"n": "low"}, priority="low")
-        await q.save_many([low, q.create("k", {"n": "crit"}, priority="critical"), q.create("k", {"n": "later"}, delay=300)])
+        crit = q.create("k", {"n": "crit"}, priority="critical")
+        await q.save_many([low, crit, q.create("k", {"n": "later"}, delay=300)])
 
         async def handler(job: pykue.AsyncJob, done: Any) -> None:
             order.append(job.data["n"])
