@@ -11,7 +11,7 @@ import redis.asyncio
 from . import _codec as codec
 from ._core import STAT_NAMES, Handler, QueueCore, async_client, invoker, redis_url, stats_dict
 from ._errors import JobNotFoundError, ShutdownError
-from ._job import AsyncJob, parse_fields
+from ._job import AsyncJob
 from ._worker import Runtime, Settings, WorkerEngine
 from .server import EmbeddedRedis
 
@@ -92,12 +92,7 @@ class AsyncQueue(QueueCore):
         fields = await self._hgetall(job_id)
         if not fields or "type" not in fields:
             raise JobNotFoundError(job_id)
-        job = AsyncJob(self, fields["type"], job_id=int(job_id), fields=fields)
-        try:
-            job.data = codec.loads_field(fields, "data")
-        except ValueError:
-            job.data = fields.get("data")
-        return job
+        return self._loaded(AsyncJob, job_id, fields)  # type: ignore[no-any-return]
 
     async def job_logs(self, job_id: int | str, start: int = 0, stop: int = -1) -> list[str]:
         return cast(list[str], await self.client.lrange(self.keys.log(job_id), start, stop))
@@ -128,16 +123,7 @@ class AsyncQueue(QueueCore):
             for job_id in ids:
                 p.hgetall(self.keys.job(job_id))
             hashes = await p.execute()
-        out = []
-        for job_id, fields in zip(ids, hashes, strict=True):
-            if fields.get("type"):
-                job = AsyncJob(self, fields["type"], job_id=job_id, fields=parse_fields(fields))
-                try:
-                    job.data = codec.loads_field(fields, "data")
-                except ValueError:
-                    job.data = fields.get("data")
-                out.append(job)
-        return out
+        return self._loaded_many(AsyncJob, ids, hashes)
 
     async def process(self, job_type: str, concurrency: int | Handler, handler: Handler | None = None) -> WorkerEngine:
         """Start a worker in this event loop. Async handlers run in the loop; plain

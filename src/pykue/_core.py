@@ -14,7 +14,7 @@ import redis.asyncio
 from . import _codec as codec
 from ._codec import Failure
 from ._events import Emitter, Registry
-from ._job import BaseJob, data_of
+from ._job import BaseJob, data_of, parse_fields
 from ._keys import STATES, Keys, id_from_zid
 from ._testmode import TestMode
 from ._worker import Settings
@@ -70,6 +70,18 @@ class QueueCore(Emitter):
         if state not in STATES:
             raise ValueError(f"state must be one of {', '.join(STATES)}; got {state!r}")
         return self.keys.state(state, job_type)
+
+    def _loaded(self, cls: Any, job_id: int | str, fields: dict[str, str]) -> Any:
+        """A job read from Redis; corrupt `data` JSON is shown as stored rather than raised."""
+        job = cls(self, fields["type"], job_id=int(job_id), fields=fields)
+        try:
+            job.data = codec.loads_field(fields, "data")
+        except ValueError:
+            job.data = fields.get("data")
+        return job
+
+    def _loaded_many(self, cls: Any, ids: Sequence[int], hashes: Sequence[Any]) -> list[Any]:
+        return [self._loaded(cls, i, parse_fields(h)) for i, h in zip(ids, hashes, strict=True) if h.get("type")]
 
     @staticmethod
     def _ids(members: Sequence[str], order: str) -> list[int]:

@@ -171,10 +171,12 @@ def check_state(state: str) -> str:
     return state
 
 
-class Job(BaseJob):
-    """A job bound to a sync `Queue`."""
+class _Bound(BaseJob):
+    """A job that belongs to a queue: listening to it registers it for its events."""
 
-    def __init__(self, queue: Queue, job_type: str, data: Any = None, **kw: Any) -> None:
+    queue: Any
+
+    def __init__(self, queue: Any, job_type: str, data: Any = None, **kw: Any) -> None:
         super().__init__(job_type, data, **kw)
         self.queue = queue
 
@@ -182,6 +184,12 @@ class Job(BaseJob):
         super().on(event, listener)
         self.queue._listen_to(self)
         return self
+
+
+class Job(_Bound):
+    """A job bound to a sync `Queue`."""
+
+    queue: Queue
 
     def save(self) -> Self:
         """Create the job (one Lua call); updates of saved jobs use the setters below."""
@@ -245,17 +253,10 @@ class Job(BaseJob):
         return (queue or default_queue()).get_job(job_id)
 
 
-class AsyncJob(BaseJob):
+class AsyncJob(_Bound):
     """A job bound to an `AsyncQueue`; the I/O methods are coroutines."""
 
-    def __init__(self, queue: AsyncQueue, job_type: str, data: Any = None, **kw: Any) -> None:
-        super().__init__(job_type, data, **kw)
-        self.queue = queue
-
-    def on(self, event: str, listener: Any) -> Self:
-        super().on(event, listener)
-        self.queue._listen_to(self)
-        return self
+    queue: AsyncQueue
 
     async def save(self) -> Self:
         if self.id is not None:

@@ -281,11 +281,24 @@ def _serve(app_factory: Callable[[str], Any], port: int, redis_url: str | None, 
             server.close()
 
 
+def served(port: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The options every HTTP service takes."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for opt in reversed([
+            click.option("--port", default=port, show_default=True),
+            click.option("--host", default="127.0.0.1", show_default=True),
+            click.option("--redis", "redis_url", default=None, envvar="REDIS_URL", help="Redis URL."),
+            click.option("--embedded", is_flag=True, help="Start the embedded Redis."),
+        ]):  # fmt: skip
+            fn = opt(fn)
+        return fn
+
+    return wrap
+
+
 @main.command()
-@click.option("--port", default=1245, show_default=True)
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--redis", "redis_url", default=None, envvar="REDIS_URL")
-@click.option("--embedded", is_flag=True, help="Start the embedded Redis.")
+@served(1245)
 @friendly
 def stock(port: int, host: str, redis_url: str | None, embedded: bool) -> None:
     """Seed task 12: the stock reservation service."""
@@ -295,10 +308,7 @@ def stock(port: int, host: str, redis_url: str | None, embedded: bool) -> None:
 
 
 @main.command()
-@click.option("--port", default=1245, show_default=True)
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--redis", "redis_url", default=None, envvar="REDIS_URL")
-@click.option("--embedded", is_flag=True, help="Start the embedded Redis.")
+@served(1245)
 @prefix_opt
 @friendly
 def seats(port: int, host: str, redis_url: str | None, embedded: bool, prefix: str) -> None:
@@ -309,10 +319,7 @@ def seats(port: int, host: str, redis_url: str | None, embedded: bool, prefix: s
 
 
 @main.command()
-@click.option("--port", default=3000, show_default=True)
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--redis", "redis_url", default=None, envvar="REDIS_URL")
-@click.option("--embedded", is_flag=True, help="Start the embedded Redis.")
+@served(3000)
 @prefix_opt
 @friendly
 def api(port: int, host: str, redis_url: str | None, embedded: bool, prefix: str) -> None:
@@ -326,10 +333,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @main.command()
-@click.option("--port", default=3000, show_default=True)
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--redis", "redis_url", default=None, envvar="REDIS_URL")
-@click.option("--embedded", is_flag=True, help="Start the embedded Redis.")
+@served(3000)
 @click.option("--read-only", is_flag=True, help="Refuse every write.")
 @click.option("--token", envvar="PYKUE_DASHBOARD_TOKEN", help="Require this token (Bearer, cookie or ?token=).")
 @click.option("--insecure", is_flag=True, help="Allow binding beyond loopback without a token.")

@@ -8,10 +8,11 @@
 'use strict';
 const kue = require('kue');
 
-const queue = kue.createQueue({
-  prefix: process.env.KUE_PREFIX || 'q',
-  redis: process.env.REDIS_URL || 'redis://127.0.0.1:6379/0',
-});
+if (!process.env.REDIS_URL) {
+  console.error('kue-tool: set REDIS_URL (e.g. redis://127.0.0.1:PORT/0)');
+  process.exit(2);
+}
+const queue = kue.createQueue({ prefix: process.env.KUE_PREFIX || 'q', redis: process.env.REDIS_URL });
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
 const [cmd, ...args] = process.argv.slice(2);
 const bye = (code) => queue.shutdown(1000, () => process.exit(code || 0));
