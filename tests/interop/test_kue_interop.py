@@ -18,6 +18,16 @@ from tests.interop.conftest import Kue, pykue_process, stop
 from tests.test_seed_programs import check_task8_transcript
 
 
+def views_agree(kue: Kue, url: str, job_type: str) -> dict[str, int]:
+    """Kue's own counts (Node's queue.cardByType) and pykue's, state by state."""
+    [node_counts] = kue.run("counts", job_type)
+    q = pykue.create_queue(url)
+    mine = {s: q.card(s, job_type) for s in pykue.STATES}
+    q.shutdown()
+    assert node_counts == mine
+    return mine
+
+
 def test_node_creator_pykue_processor_then_the_other_way(kue: Kue, kue_redis: EmbeddedRedis) -> None:
     worker = pykue_process(kue_redis.url, "q", "processor")
     try:
@@ -26,6 +36,7 @@ def test_node_creator_pykue_processor_then_the_other_way(kue: Kue, kue_redis: Em
         sent = stop(worker).splitlines()
     check_task8_transcript(node_lines)
     assert len([ln for ln in sent if ln.startswith("Sending notification to ")]) == 9
+    assert views_agree(kue, kue_redis.url, "push_notification_code_2")["complete"] == 9
 
     node_worker = kue.spawn("processor")
     try:
@@ -35,6 +46,8 @@ def test_node_creator_pykue_processor_then_the_other_way(kue: Kue, kue_redis: Em
         node_sent = stop(node_worker).splitlines()
     check_task8_transcript(out.splitlines(), first_id=12)
     assert len([ln for ln in node_sent if ln.startswith("Sending notification to ")]) == 9
+    assert views_agree(kue, kue_redis.url, "push_notification_code_2") == {
+        "inactive": 0, "active": 0, "complete": 18, "failed": 4, "delayed": 0}  # fmt: skip
 
 
 def test_job_get_agrees_both_ways(kue: Kue, kue_redis: EmbeddedRedis) -> None:
@@ -81,6 +94,7 @@ def test_attempts_and_backoff_across_languages(kue: Kue, kue_redis: EmbeddedRedi
     assert delays == [None, "50", "150"]
     [got] = kue.run("get", str(job_id))
     assert got["json"]["attempts"] == {"made": 3, "remaining": 0, "max": 3} and got["json"]["state"] == "failed"
+    assert views_agree(kue, kue_redis.url, "retry")["failed"] == 1
 
     # and pykue's producer hears a Node worker's failures
     q2 = pykue.create_queue(kue_redis.url, settings=FAST)
@@ -98,6 +112,7 @@ def test_attempts_and_backoff_across_languages(kue: Kue, kue_redis: EmbeddedRedi
     assert heard == [("failed attempt", (f"node says no {job.id}", 1)), ("failed", f"node says no {job.id}")]
     assert q2.get_job(job.id or 0).attempts_made == 2
     q2.shutdown()
+    assert views_agree(kue, kue_redis.url, "nodefail")["failed"] == 1
 
 
 def test_delayed_jobs_promoted_once_with_both_promoters_running(kue: Kue, kue_redis: EmbeddedRedis) -> None:
@@ -122,6 +137,7 @@ def test_delayed_jobs_promoted_once_with_both_promoters_running(kue: Kue, kue_re
     assert promotions == dict.fromkeys(created, 1)
     assert Counter(ran) == dict.fromkeys(created, 1)
     ps.close()
+    assert views_agree(kue, kue_redis.url, "later")["complete"] == 6
 
 
 def test_priorities_logs_remove_on_complete_and_ttl(kue: Kue, kue_redis: EmbeddedRedis) -> None:
@@ -141,6 +157,7 @@ def test_priorities_logs_remove_on_complete_and_ttl(kue: Kue, kue_redis: Embedde
     assert kue.run("logs", "3") == [["pykue saw critical"]]
     kue.run("log", "3", "node wrote this")
     assert q.job_logs(3) == ["pykue saw critical", "node wrote this"]
+    assert views_agree(kue, kue_redis.url, "prio")["complete"] == 4
 
     [roc] = kue.run("create", "roc", "{}", '{"removeOnComplete":true}')
     q.process("roc", lambda j: "x")
