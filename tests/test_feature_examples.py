@@ -1,0 +1,36 @@
+"""The runnable examples of the README's features keep working (each on its own embedded Redis)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tests.conftest import PY, ROOT, py_env
+
+EXPECTED = {
+    "retries_and_backoff.py": [
+        "attempt 1 failed: card network timed out",
+        "attempt 2 failed: card network timed out",
+        "charged: {'order': 42, 'tries': 3}",
+        "delay before the last retry: 150 ms",
+    ],
+    "async_worker.py": [f"{i + 1} img{i}.png -> 128px ['resizing img{i}.png']" for i in range(3)],
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_feature_example_output(name: str) -> None:
+    out = subprocess.run([PY, str(ROOT / "examples" / "features" / name)], env=py_env(), capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == EXPECTED[name]
+
+
+def test_delayed_and_priority_example_order() -> None:
+    out = subprocess.run([PY, str(ROOT / "examples" / "features" / "delayed_and_priority.py")], env=py_env(),
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines()]
+    assert [name for _, name in rows] == ["critical", "normal", "low", "soon"]
+    assert float(rows[-1][0].rstrip("s")) >= 0.3
