@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import threading
-
 import pykue
 from _connect import REDIS_URL
 
@@ -16,8 +13,4 @@ def send_notification(phone_number: str, message: str) -> None:
 if __name__ == "__main__":
     queue = pykue.create_queue(REDIS_URL)
     queue.process("push_notification_code", lambda job: send_notification(job.data["phoneNumber"], job.data["message"]))
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
-    queue.shutdown()
+    queue.run_forever()  # until Ctrl-C or SIGTERM, then a graceful shutdown

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
@@ -143,6 +145,19 @@ class AsyncQueue(QueueCore):
             return await call(job)
 
         return await self.runtime.start_engine(job_type, n, run)
+
+    async def run_forever(self, timeout: float | None = None) -> None:
+        """Wait for SIGINT or SIGTERM, then shut down gracefully (the asyncio worker runner)."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            await self.shutdown(timeout)
 
     async def shutdown(self, timeout: float | None = None) -> None:
         if self._closed:

@@ -4,8 +4,9 @@ listeners run on a private asyncio loop in a daemon thread (handlers in threads)
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
@@ -223,6 +224,20 @@ class Queue(QueueCore):
             return await call(job)
 
         return self._run(runtime.start_engine(job_type, n, run))
+
+    def run_forever(self, until: Callable[[], bool] | None = None, timeout: float | None = None) -> None:
+        """Block until SIGINT or SIGTERM (or until `until()` is true, checked every 0.2 s),
+        then shut down gracefully: the worker runner for scripts. Main thread only."""
+        stop = threading.Event()
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while not stop.wait(0.2):
+                if until is not None and until():
+                    break
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.shutdown(timeout)
 
     def shutdown(self, timeout: float | None = None) -> None:
         """Stop taking jobs, give running ones `timeout` s, fail the rest with "Shutdown"."""

@@ -93,15 +93,13 @@ def worker(handler: str, job_type: str, concurrency: int, burst: bool, redis_url
     """Process jobs with HANDLER (module:function); graceful on SIGTERM/Ctrl-C."""
     fn = _load_handler(handler)
     queue = pykue.create_queue(redis_url, prefix=prefix)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     queue.process(job_type, concurrency, fn)
     click.echo(f"pykue worker: {job_type} x{concurrency} on {queue.url}", err=True)
-    while not stop.wait(0.2):
-        if burst and queue.inactive_count(job_type) == 0 and queue.active_count(job_type) == 0:
-            break
-    queue.shutdown()
+
+    def drained() -> bool:
+        return queue.inactive_count(job_type) == 0 and queue.active_count(job_type) == 0
+
+    queue.run_forever(until=drained if burst else None)
 
 
 def _options(priority: str | None, delay: int | None, attempts: int | None, backoff: str | None) -> dict[str, Any]:

@@ -11,7 +11,6 @@ runs both. They live in the package so the demo works from a bare install.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import threading
 from typing import Any
@@ -74,11 +73,11 @@ def send_notification(phone_number: str, message: str, job: pykue.Job, done: Any
     done()
 
 
-def run_processor(queue: pykue.Queue, stop: threading.Event) -> None:
-    """Process two jobs at a time until `stop` is set."""
+def run_processor(queue: pykue.Queue) -> None:
+    """Process two jobs at a time until SIGINT or SIGTERM."""
     queue.process(QUEUE_TYPE, 2, lambda job, done: send_notification(
         job.data["phoneNumber"], job.data["message"], job, done))  # fmt: skip
-    stop.wait()
+    queue.run_forever(timeout=5)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -88,14 +87,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prefix", default="q")
     args = parser.parse_args(argv)
     queue = pykue.create_queue(args.redis, prefix=args.prefix)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if args.role == "processor":
+        run_processor(queue)
+        return
     try:
-        if args.role == "creator":
-            run_creator(queue)
-        else:
-            run_processor(queue, stop)
+        run_creator(queue)
+    except KeyboardInterrupt:
+        pass
     finally:
         queue.shutdown(5)
 
