@@ -134,14 +134,13 @@ class WorkerEngine:
             if out:
                 self._start_jobs(out, now)
                 continue
+            got = None
             try:
                 got = await self.client.blpop([self.keys.tokens(self.type)], timeout=self.settings.block_timeout)
             except (RedisError, OSError) as exc:
                 log.warning("pykue: waiting for %s jobs failed (%s)", self.type, exc)
-                got = None
                 await asyncio.sleep(0.2)
-            finally:
-                taken = 1 if got else 0
+            taken = 1 if got else 0  # that token was ours: the next claim uses one fewer
 
     def _start_jobs(self, out: list[Any], now: int) -> None:
         claimed = {"state": "active", "started_at": str(now), "updated_at": str(now), "workerId": self.worker_id}
@@ -171,6 +170,7 @@ class WorkerEngine:
                 self._flusher = asyncio.ensure_future(self._flush())
         finally:
             self._tasks.pop(job_id, None)
+            self._lost.discard(job_id)
             self.processed += 1
             self._slot.set()
             if not self._tasks:
