@@ -34,6 +34,7 @@ class AsyncQueue(QueueCore):
         self.scripts = self.runtime.scripts
         self._executors: list[ThreadPoolExecutor] = []
         self._closed = False
+        self._listening = False
 
     async def __aenter__(self) -> AsyncQueue:
         return self
@@ -53,7 +54,9 @@ class AsyncQueue(QueueCore):
         """Subscribe to the events channel (done for you by save() of a job with listeners)."""
         if self._closed:
             raise ShutdownError("the queue was shut down")
-        await self.runtime.subscribe(lambda m: self.registry.dispatch(m, self))
+        if not self._listening:
+            self._listening = True
+            await self.runtime.subscribe(lambda m: self.registry.dispatch(m, self))
 
     def create(self, job_type: str, data: Any = None, **options: Any) -> AsyncJob:
         return AsyncJob(self, job_type, data).apply(**options)

@@ -69,6 +69,7 @@ class Queue(QueueCore):
         self._runtime: Runtime | None = None
         self._executors: list[ThreadPoolExecutor] = []
         self._closed = False
+        self._listening = False
         _default = self
 
     def __enter__(self) -> Queue:
@@ -97,19 +98,21 @@ class Queue(QueueCore):
     def _listen_to(self, job: Job) -> None:
         if self.test_mode.active and not self.test_mode.process:
             return
-        runtime = self._background()
-        if runtime.subscriber is None:
-            self._run(runtime.subscribe(lambda m: self.registry.dispatch(m, self)))
+        self._ensure_listening()
         if job.id is not None:
             self.registry.add(job.id, job)
+
+    def _ensure_listening(self) -> None:
+        """Subscribe this queue's listeners to the events channel, once."""
+        if not self._listening:
+            self._listening = True
+            self._run(self._background().subscribe(lambda m: self.registry.dispatch(m, self)))
 
     def on(self, event: str, listener: Any) -> Queue:
         """Queue-level events: "job complete", "job failed", ... (id first), as in Kue."""
         super().on(event, listener)
         if event.startswith("job "):
-            runtime = self._background()
-            if runtime.subscriber is None:
-                self._run(runtime.subscribe(lambda m: self.registry.dispatch(m, self)))
+            self._ensure_listening()
         return self
 
     # -- producing --------------------------------------------------------------

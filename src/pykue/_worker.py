@@ -24,6 +24,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from . import _codec as codec
+from ._events import decode, encode
 from ._job import parse_fields
 from ._keys import PROMOTION_LOCK, TTL_LOCK, Keys
 from ._scripts import AsyncScripts
@@ -93,6 +94,7 @@ class WorkerEngine:
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._owned: dict[int, str] = {}  # id -> token, until the outcome is written
         self._lost: set[int] = set()
+        self._fields: dict[int, dict[str, str]] = {}  # of the running jobs
         self._pending: list[tuple[int, str, int, str]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._slot = asyncio.Event()
@@ -150,6 +152,7 @@ class WorkerEngine:
             fields = parse_fields(out[i + 2])
             fields.update(claimed)
             self._owned[job_id] = token
+            self._fields[job_id] = fields
             self._tasks[job_id] = asyncio.ensure_future(self._run_one(job_id, token, fields))
         if len(self._tasks) >= self.concurrency:
             self._slot.clear()
@@ -170,6 +173,7 @@ class WorkerEngine:
                 self._flusher = asyncio.ensure_future(self._flush())
         finally:
             self._tasks.pop(job_id, None)
+            self._fields.pop(job_id, None)
             self._lost.discard(job_id)
             self.processed += 1
             self._slot.set()
@@ -187,7 +191,8 @@ class WorkerEngine:
             for job_id, *_ in batch:
                 self._owned.pop(job_id, None)
 
-    async def _fail(self, job_id: int, token: str, fields: dict[str, str], error: BaseException | str) -> None:
+    async def _fail(self, job_id: int, token: str, fields: dict[str, str], error: BaseException | str,
+                    mode: str = "") -> None:  # fmt: skip
         if isinstance(error, BaseException):
             err, line, msg = codec.error_text(error)
         else:
@@ -196,11 +201,22 @@ class WorkerEngine:
         delay, warning = codec.backoff_delay(fields.get("backoff"), attempts, int(fields.get("delay") or 0))
         if warning:
             log.warning("pykue: job %s: %s", job_id, warning)
-        args = [self.keys.prefix, codec.now_ms(), job_id, token, err, line, msg, delay, "0"]
+        args = [self.keys.prefix, codec.now_ms(), job_id, token, err, line, msg, delay, mode]
         try:
             await self._script("fail", args)
         finally:
             self._owned.pop(job_id, None)
+
+    async def ttl_exceeded(self, job_id: int) -> None:
+        """A TTL checker (Node Kue's, usually) says a job we hold ran out of time: fail it
+        ourselves and acknowledge, so Kue does not fail it behind our back."""
+        token = self._owned.get(job_id)
+        task = self._tasks.get(job_id)
+        if token is None or task is None:
+            return
+        self._lost.add(job_id)
+        task.cancel()
+        await self._fail(job_id, token, self._fields.get(job_id, {}), "TTL exceeded", mode="ack")
 
     # -- leases -------------------------------------------------------------------
     async def _renew_loop(self) -> None:
@@ -334,8 +350,6 @@ class Maintenance:
 
     async def _ttl_pass(self) -> None:
         """Fail jobs of ours past their TTL; tell Node's workers about theirs, as Kue does."""
-        from ._events import encode
-
         now = codec.now_ms()
         expired = await self.client.zrangebyscore(self.keys.state("active"), 100000, now, start=0, num=1000)
         for member in expired:
@@ -347,7 +361,7 @@ class Maintenance:
             backoff, delay, made = (x.decode() if isinstance(x, bytes) else x for x in raw)
             ms, _ = codec.backoff_delay(backoff, int(made or 0) + 1, int(delay or 0))
             msg = "TTL exceeded"
-            args = [self.keys.prefix, now, job_id, "*", msg, msg, msg, ms, "1"]
+            args = [self.keys.prefix, now, job_id, "*", msg, msg, msg, ms, "ttl"]
             await self.scripts.call("fail", self.keys.jobs, args)
 
 
@@ -399,19 +413,41 @@ class Runtime:
         self.engines: list[WorkerEngine] = []
         self.maintenance = Maintenance(client, self.scripts, keys, settings)
         self.subscriber: Subscriber | None = None
+        self._dispatchers: list[Callable[[str], None]] = []
+        self._pending: set[asyncio.Task[None]] = set()
 
     async def start_engine(self, job_type: str, concurrency: int, run: RunFn) -> WorkerEngine:
         engine = WorkerEngine(self.client, self.scripts, self.keys, job_type, concurrency, run,
                               self.settings, len(self.engines) + 1)  # fmt: skip
+        if not self.engines:
+            await self.subscribe(self._answer_ttl)
         self.engines.append(engine)
         engine.start()
         self.maintenance.types.add(job_type)
         self.maintenance.start()
         return engine
 
+    def _answer_ttl(self, message: str) -> None:
+        if '"ttl exceeded"' not in message:  # cheap filter: most messages are not for us
+            return
+        decoded = decode(message)
+        if decoded is None or decoded[1] != "ttl exceeded":
+            return
+        for engine in self.engines:
+            if decoded[0] in engine._owned:
+                task = asyncio.ensure_future(engine.ttl_exceeded(decoded[0]))
+                self._pending.add(task)
+                task.add_done_callback(self._pending.discard)
+
+    def _dispatch(self, message: str) -> None:
+        for dispatch in self._dispatchers:
+            dispatch(message)
+
     async def subscribe(self, dispatch: Callable[[str], None]) -> None:
+        """Hand every `P:events` message to `dispatch` (one subscription per runtime)."""
+        self._dispatchers.append(dispatch)
         if self.subscriber is None:
-            self.subscriber = Subscriber(self.client, self.keys.events, dispatch)
+            self.subscriber = Subscriber(self.client, self.keys.events, self._dispatch)
             await self.subscriber.start()
 
     async def shutdown(self, timeout: float) -> None:

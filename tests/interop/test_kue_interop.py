@@ -190,3 +190,29 @@ def test_node_function_backoff_is_never_evaluated(kue: Kue, kue_redis: EmbeddedR
     q.shutdown(1)
     assert len(calls) == 2
     assert any("JavaScript source, which pykue never evaluates" in m for m in caplog.messages)
+
+
+def test_node_ttl_checker_and_a_pykue_worker_agree(kue: Kue, kue_redis: EmbeddedRedis) -> None:
+    """Kue's checker announces "ttl exceeded" and fails the job itself unless the owner acks;
+    a pykue worker fails its own job atomically and acks, so the job ends once, failed."""
+    only_node_checks = pykue.Settings(lease_ms=1000, ttl_interval=3600, promote_interval=0.05)
+    q = pykue.create_queue(kue_redis.url, settings=only_node_checks)
+    finals: list[tuple[str, Any]] = []
+    q.on("job failed", lambda job_id, msg: finals.append(("failed", msg)))
+    q.on("job complete", lambda job_id: finals.append(("complete", job_id)))
+    acks: list[int] = []
+    q.on("job ttl exceeded ack", lambda job_id: acks.append(job_id))
+    late = threading.Event()
+    q.process("slowpoke", lambda j: late.wait(10) and "too late")
+    node_checker = kue.spawn("work", "unrelated", "ok")  # its queue runs Kue's TTL checker
+    try:
+        job = q.create("slowpoke", {}).ttl(300).save()
+        wait_for(lambda: finals, timeout=15, what="the TTL failure")
+        assert acks == [job.id]
+    finally:
+        late.set()  # the handler returns now: its completion must change nothing
+        stop(node_checker)
+    q.shutdown(1)
+    got = pykue.create_queue(kue_redis.url).get_job(job.id or 0)
+    assert got.state == "failed" and got.error == "TTL exceeded" and got.attempts_made == 1
+    assert finals == [("failed", "TTL exceeded")]

@@ -1,7 +1,10 @@
 -- Fail one attempt of an owned job (Kue's failedAttempt): error, log line, attempts,
 -- then retry (delayed by the backoff, or inactive) or failed for good.
 -- ARGV: prefix, now, id, token ("*" = any pykue owner), error, log_line, message,
---       retry_delay_ms (-1 = straight back to inactive), ttl_only ("1": only if its TTL ran out)
+--       retry_delay_ms (-1 = straight back to inactive), mode:
+--       ""    a handler's failure
+--       "ttl" pykue's TTL checker: only if the TTL ran out; announces it and acks, as Kue does
+--       "ack" the owner answering a Node TTL checker's "ttl exceeded": fail, then ack
 -- Returns attempts made (negative when failed for good), or nil if not owned/active.
 local now, id, token = tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local owner = redis.call('HGET', OWNERS, id)
@@ -10,11 +13,12 @@ if redis.call('HGET', jobkey(id), 'state') ~= 'active' then
   drop_lease(id, owner)
   return nil
 end
-if ARGV[9] == '1' then
+local mode = ARGV[9]
+if mode == 'ttl' then
   local s = tonumber(redis.call('ZSCORE', k('jobs:active'), zid(id)))
   if not s or s < 100000 or s > now then return nil end
   publish(id, 'ttl exceeded')
 end
 local r = fail_job(id, now, ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]))
-if ARGV[9] == '1' then publish(id, 'ttl exceeded ack') end
+if mode ~= '' then publish(id, 'ttl exceeded ack') end
 return r

@@ -42,12 +42,15 @@ async function refreshStats() {
   for (const t of types.sort()) if (!known.has(t)) sel.append(new Option(t, t));
 }
 
+let listSeq = 0;
 async function refreshList() {
+  const seq = ++listSeq;
   const to = view.from + view.size - 1;
   const path = view.type
     ? `/jobs/${encodeURIComponent(view.type)}/${view.state}/${view.from}..${to}/${view.order}`
     : `/jobs/${view.state}/${view.from}..${to}/${view.order}`;
   const jobs = await api('GET', path);
+  if (seq !== listSeq) return; // the view changed meanwhile
   const rows = jobs.map((j) => {
     const tr = document.createElement('tr');
     tr.dataset.id = j.id;
@@ -69,16 +72,20 @@ async function refreshList() {
 }
 
 let countdown = null;
+let openSeq = 0; // answers to an older openJob() are dropped: the newest click wins
 async function openJob(id) {
+  const seq = ++openSeq;
+  view.open = String(id);
   let job;
   try {
     job = await api('GET', `/job/${encodeURIComponent(id)}`);
   } catch (e) {
+    if (seq !== openSeq) return;
     $('detail').hidden = false;
     $('d-message').textContent = e.message;
     return;
   }
-  view.open = String(job.id);
+  if (seq !== openSeq) return;
   $('detail').hidden = false;
   $('d-id').textContent = job.id;
   $('d-type').textContent = job.type;
@@ -108,6 +115,7 @@ async function openJob(id) {
   }
   $('a-retry').hidden = job.state !== 'failed';
   const log = await api('GET', `/job/${encodeURIComponent(job.id)}/log`);
+  if (seq !== openSeq) return;
   $('d-log').replaceChildren(...log.map((l) => Object.assign(document.createElement('li'), { textContent: l })));
 }
 
@@ -135,18 +143,25 @@ async function act(what) {
 }
 
 let pending = null;
+let again = false;
 function refresh() {
-  if (pending) return pending;
+  // one refresh at a time; a request made meanwhile runs once more after it, on the new view
+  if (pending) {
+    again = true;
+    return pending;
+  }
   pending = (async () => {
-    try {
-      await refreshStats();
-      await refreshList();
-      if (view.open && !$('detail').hidden) await openJob(view.open);
-    } catch (e) {
-      console.error(e);
-    } finally {
-      pending = null;
-    }
+    do {
+      again = false;
+      try {
+        await refreshStats();
+        await refreshList();
+        if (view.open && !$('detail').hidden) await openJob(view.open);
+      } catch (e) {
+        console.error(e);
+      }
+    } while (again);
+    pending = null;
   })();
   return pending;
 }
