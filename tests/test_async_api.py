@@ -98,3 +98,35 @@ def test_unix_socket_server() -> None:
         q = pykue.create_queue(srv.url)
         assert q.create("x", {}).save().id == 1 and q.inactive_count() == 1
         q.shutdown()
+
+
+def test_state_changes_ttl_and_remove_on_complete(url: str, prefix: str) -> None:
+    async def main() -> None:
+        q = pykue.create_async_queue(url, prefix=prefix, settings=FAST)
+        job = await q.create("m", {"a": 1}).save()
+        await job.set_priority("high")
+        await job.complete()
+        await job.refresh()
+        assert job.state == "complete" and job.opts.priority == -10 and await q.card("complete", "m") == 1
+        await job.inactive()
+        assert (await q.stats())["inactiveCount"] == 1
+        assert await job.remove() is True and await q.card() == 0
+
+        ttl_failed = asyncio.Event()
+        slow = q.create("slow", {}, ttl=200)
+        slow.on("failed", lambda msg: ttl_failed.set() if msg == "TTL exceeded" else None)
+        await slow.save()
+        await q.process("slow", lambda j: time.sleep(1))
+        await asyncio.wait_for(ttl_failed.wait(), 10)
+
+        gone = asyncio.Event()
+        roc = q.create("roc", {}, remove_on_complete=True)
+        roc.on("complete", lambda: gone.set())
+        await roc.save()
+        await q.process("roc", 2, lambda j: "ok")
+        await asyncio.wait_for(gone.wait(), 10)
+        while await q.client.exists(q.keys.job(roc.id or 0)):
+            await asyncio.sleep(0.01)
+        await q.shutdown(1)
+
+    run(main())

@@ -185,6 +185,25 @@ class _Bound(BaseJob):
         self.queue._listen_to(self)
         return self
 
+    def set_state(self, state: str) -> Any:
+        raise NotImplementedError
+
+    # Kue's shortcuts: a Job returns itself, an AsyncJob an awaitable of itself.
+    def inactive(self) -> Any:
+        return self.set_state("inactive")
+
+    def active(self) -> Any:
+        return self.set_state("active")
+
+    def complete(self) -> Any:
+        return self.set_state("complete")
+
+    def failed(self) -> Any:
+        return self.set_state("failed")
+
+    def delayed(self) -> Any:
+        return self.set_state("delayed")
+
 
 class Job(_Bound):
     """A job bound to a sync `Queue`."""
@@ -229,21 +248,6 @@ class Job(_Bound):
 
     def logs(self) -> list[str]:
         return self.queue.job_logs(self.id or 0)
-
-    def inactive(self) -> Self:
-        return self.set_state("inactive")
-
-    def active(self) -> Self:
-        return self.set_state("active")
-
-    def complete(self) -> Self:
-        return self.set_state("complete")
-
-    def failed(self) -> Self:
-        return self.set_state("failed")
-
-    def delayed(self) -> Self:
-        return self.set_state("delayed")
 
     @classmethod
     def get(cls, job_id: int | str, queue: Queue | None = None) -> Job:
