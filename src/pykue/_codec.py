@@ -11,7 +11,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -185,7 +185,6 @@ class JobOptions:
     delay: int = 0
     ttl: int | None = None
     remove_on_complete: bool = False
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def new_job_fields(job_type: str, data_json: str, opts: JobOptions, now: int) -> list[str]:

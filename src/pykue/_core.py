@@ -45,7 +45,6 @@ class QueueCore(Emitter):
         self.settings = settings or Settings()
         self.test_mode = TestMode()
         self.registry = Registry()
-        self._worker_count = 0
 
     def _enqueue_args(self, jobs: Sequence[BaseJob], now: int) -> tuple[list[Any], list[list[str]]]:
         """One enqueue call's arguments; every job is validated before anything is sent."""

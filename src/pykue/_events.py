@@ -19,10 +19,6 @@ from ._codec import js_dumps
 
 log = logging.getLogger("pykue.events")
 
-JOB_EVENTS = frozenset(
-    {"enqueue", "start", "promotion", "progress", "failed attempt", "failed", "complete",
-     "remove", "error", "ttl exceeded", "ttl exceeded ack"}
-)  # fmt: skip
 FINAL_EVENTS = frozenset({"complete", "failed", "remove"})
 
 Listener = Callable[..., Any]

@@ -101,12 +101,6 @@ class BaseJob(Emitter):
     def error(self) -> str | None:
         return self.fields.get("error")
 
-    @property
-    def zid(self) -> str:
-        from ._keys import zid
-
-        return zid(self.id or 0)
-
     def _new_fields(self, now: int) -> list[str]:
         data_json = codec.js_dumps(self.data, "job data")
         return codec.new_job_fields(self.type, data_json, self.opts, now)

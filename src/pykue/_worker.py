@@ -102,14 +102,9 @@ class WorkerEngine:
         self._stop = asyncio.Event()
         self._idle = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
-        self.processed = 0
 
     def start(self) -> None:
         self._loops = [asyncio.ensure_future(self._fetch_loop()), asyncio.ensure_future(self._renew_loop())]
-
-    @property
-    def active(self) -> int:
-        return len(self._tasks)
 
     async def _script(self, name: str, args: list[Any]) -> Any:
         """A transition that must happen: retried through dropped connections and restarts."""
@@ -175,7 +170,6 @@ class WorkerEngine:
             self._tasks.pop(job_id, None)
             self._fields.pop(job_id, None)
             self._lost.discard(job_id)
-            self.processed += 1
             self._slot.set()
             if not self._tasks:
                 self._idle.set()
