@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 import redis.asyncio
 
 from . import _codec as codec
-from ._core import STAT_NAMES, Handler, QueueCore, async_client, invoker, redis_url, stats_dict
+from ._core import STAT_NAMES, Handler, QueueCore, async_client, redis_url, stats_dict
 from ._errors import JobNotFoundError, ShutdownError
 from ._job import AsyncJob
 from ._worker import Runtime, Settings, WorkerEngine
@@ -32,7 +31,6 @@ class AsyncQueue(QueueCore):
             self.client = async_client(url)
         self.runtime = Runtime(self.client, self.keys, self.settings)
         self.scripts = self.runtime.scripts
-        self._executors: list[ThreadPoolExecutor] = []
         self._closed = False
         self._listening = False
 
@@ -133,20 +131,9 @@ class AsyncQueue(QueueCore):
     async def process(self, job_type: str, concurrency: int | Handler, handler: Handler | None = None) -> WorkerEngine:
         """Start a worker in this event loop. Async handlers run in the loop; plain
         functions run in a thread pool of `concurrency` threads."""
-        n, fn = self._handler_args(concurrency, handler)
-        codec.check_type(job_type)
         if self._closed:
             raise ShutdownError("the queue was shut down")
-        executor = ThreadPoolExecutor(max_workers=n, thread_name_prefix=f"pykue-{job_type}")
-        self._executors.append(executor)
-
-        call = invoker(fn, executor)
-
-        async def run(job_id: int, token: str, fields: dict[str, str]) -> Any:
-            job = AsyncJob(self, fields.get("type") or job_type, job_id=job_id, fields=fields)
-            job.token = token
-            return await call(job)
-
+        n, run = self._runner(AsyncJob, job_type, concurrency, handler)
         return await self.runtime.start_engine(job_type, n, run)
 
     async def run_forever(self, timeout: float | None = None) -> None:

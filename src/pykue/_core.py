@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import os
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 import redis.asyncio
@@ -17,7 +17,7 @@ from ._events import Emitter, Registry
 from ._job import BaseJob, data_of, parse_fields
 from ._keys import STATES, Keys, id_from_zid
 from ._testmode import TestMode
-from ._worker import Settings
+from ._worker import RunFn, Settings
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 Handler = Callable[..., Any]
@@ -45,6 +45,7 @@ class QueueCore(Emitter):
         self.settings = settings or Settings()
         self.test_mode = TestMode()
         self.registry = Registry()
+        self._executors: list[ThreadPoolExecutor] = []
 
     def _enqueue_args(self, jobs: Sequence[BaseJob], now: int) -> tuple[list[Any], list[list[str]]]:
         """One enqueue call's arguments; every job is validated before anything is sent."""
@@ -87,6 +88,23 @@ class QueueCore(Emitter):
         """Kue sorts a rank range by id, and `desc` reverses it."""
         ids = sorted(id_from_zid(m) for m in members)
         return ids[::-1] if order == "desc" else ids
+
+    def _runner(self, job_cls: Any, job_type: str, concurrency: int | Handler,
+                handler: Handler | None) -> tuple[int, RunFn]:  # fmt: skip
+        """What both process() need: the checked arguments and the engine's run function,
+        which builds a `job_cls` for each claimed job and runs the handler on it."""
+        n, fn = self._handler_args(concurrency, handler)
+        codec.check_type(job_type)
+        executor = ThreadPoolExecutor(max_workers=n, thread_name_prefix=f"pykue-{job_type}")
+        self._executors.append(executor)
+        call = invoker(fn, executor)
+
+        async def run(job_id: int, token: str, fields: dict[str, str]) -> Any:
+            job = job_cls(self, fields.get("type") or job_type, job_id=job_id, fields=fields)
+            job.token = token
+            return await call(job)
+
+        return n, run
 
     def _handler_args(self, concurrency: int | Handler, handler: Handler | None) -> tuple[int, Handler]:
         if handler is None and callable(concurrency):

@@ -7,14 +7,13 @@ import asyncio
 import signal
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
 import redis
 import redis.asyncio
 
 from . import _codec as codec
-from ._core import STAT_NAMES, Handler, QueueCore, async_client, invoker, redis_url, stats_dict
+from ._core import STAT_NAMES, Handler, QueueCore, async_client, redis_url, stats_dict
 from ._errors import JobNotFoundError, ShutdownError
 from ._job import Job
 from ._scripts import Scripts
@@ -67,7 +66,6 @@ class Queue(QueueCore):
         self.scripts = Scripts(self.client)
         self._bg: _LoopThread | None = None
         self._runtime: Runtime | None = None
-        self._executors: list[ThreadPoolExecutor] = []
         self._closed = False
         self._listening = False
         _default = self
@@ -213,20 +211,8 @@ class Queue(QueueCore):
         `fn(job)` returns the result or raises; Kue's `fn(job, done)` calls done(err, result).
         Returns at once; jobs run in background threads until shutdown().
         """
-        n, fn = self._handler_args(concurrency, handler)
-        codec.check_type(job_type)
-        runtime = self._background()
-        executor = ThreadPoolExecutor(max_workers=n, thread_name_prefix=f"pykue-{job_type}")
-        self._executors.append(executor)
-
-        call = invoker(fn, executor)
-
-        async def run(job_id: int, token: str, fields: dict[str, str]) -> Any:
-            job = Job(self, fields.get("type") or job_type, job_id=job_id, fields=fields)
-            job.token = token
-            return await call(job)
-
-        return self._run(runtime.start_engine(job_type, n, run))
+        n, run = self._runner(Job, job_type, concurrency, handler)
+        return self._run(self._background().start_engine(job_type, n, run))
 
     def run_forever(self, until: Callable[[], bool] | None = None, timeout: float | None = None) -> None:
         """Block until SIGINT or SIGTERM (or until `until()` is true, checked every 0.2 s),
