@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 import pykue
 from pykue import EmbeddedRedis
@@ -278,3 +279,38 @@ def test_redis_client_example_stops_on_sigterm_while_it_retries() -> None:
         assert prog.finish(timeout=10) == 0
     finally:
         prog.kill()
+
+
+def test_make_dump_leaves_the_tracked_dump_alone_unless_asked(tmp_path: Path) -> None:
+    tracked = ROOT / "dump.rdb"
+    before = (tracked.read_bytes(), tracked.stat().st_mtime_ns)
+    out = subprocess.run([PY, str(ROOT / "examples" / "make_dump.py")], env=py_env(), capture_output=True,
+                         text=True, timeout=30, check=True)  # fmt: skip
+    written = Path(out.stdout.strip().removeprefix("wrote "))
+    assert (tracked.read_bytes(), tracked.stat().st_mtime_ns) == before
+    assert written != tracked and written.read_bytes()[:5] == b"REDIS"
+    with EmbeddedRedis(data_dir=written.parent) as srv:
+        assert redis.Redis.from_url(srv.url, decode_responses=True).get("Holberton") == "School"
+    shutil.rmtree(written.parent)
+
+
+def test_pykue_redis_serves_dump_rdb_to_redis_op_and_keeps_data_only_when_asked(tmp_path: Path) -> None:
+    """The README's recipe: `pykue redis --dir . --dbfilename dump.rdb`, then redis_op.py shows School."""
+    shutil.copy(ROOT / "dump.rdb", tmp_path / "dump.rdb")
+    pristine = (tmp_path / "dump.rdb").read_bytes()
+    for save in (False, True):
+        proc = Proc(
+            [*EXE, "redis", "--dir", str(tmp_path), "--dbfilename", "dump.rdb", *([] if save else ["--no-save"])]
+        )
+        try:
+            redis_url = proc.line("listening: ").split("listening: ")[1].split()[0]
+            op = subprocess.run([PY, str(ROOT / "examples" / "redis_op.py")], env={**py_env(), "REDIS_URL": redis_url},
+                                capture_output=True, text=True, timeout=30)  # fmt: skip
+            assert op.stdout.splitlines() == ["Redis client connected to the server", "School", "Reply: OK", "100"]
+            proc.proc.send_signal(signal.SIGTERM)
+            assert proc.finish() == 0
+        finally:
+            proc.kill()
+        assert ((tmp_path / "dump.rdb").read_bytes() == pristine) is not save
+    with EmbeddedRedis(data_dir=tmp_path) as srv:  # the saved run kept redis_op's key
+        assert redis.Redis.from_url(srv.url, decode_responses=True).get("HolbertonSanFrancisco") == "100"

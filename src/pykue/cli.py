@@ -476,12 +476,13 @@ def stock(**opts: Any) -> None:
 @main.command()
 @served(1245)
 @prefix_opt
+@click.option("--reset", is_flag=True, help="Set the seats to 50 even if other seat servers are running.")
 @friendly
-def seats(prefix: str, **opts: Any) -> None:
-    """Seed task 13: the seat reservation service."""
+def seats(prefix: str, reset: bool, **opts: Any) -> None:
+    """Seed task 13: the seat reservation service (the first server on a Redis sets 50 seats)."""
     from pykue.apps.seats import create_app
 
-    serve("seats", lambda url: create_app(url, prefix=prefix), opts)
+    serve("seats", lambda url: create_app(url, prefix=prefix, reset=reset), opts)
 
 
 @main.command()
