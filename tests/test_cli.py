@@ -163,6 +163,7 @@ DOWN = "redis://127.0.0.1:1/0"
         (["api", "--redis", DOWN, "--port", "0"], f"cannot reach Redis at {DOWN}"),
         (["seats", "--redis", DOWN, "--port", "0"], f"cannot reach Redis at {DOWN}"),
         (["demo", "--redis", DOWN], f"cannot reach Redis at {DOWN}"),
+        (["stock", "--embedded", "--redis", DOWN, "--port", "0"], "give --redis URL or --embedded, not both"),
         (["nosuchcommand"], "No such command"),
     ],
 )
@@ -258,7 +259,8 @@ def test_wait_and_worker_stop_cleanly_on_either_signal(url: str, prefix: str, q:
     working = Proc([*EXE, "worker", "tests.cli_handlers:double", "--type", "calc", "--redis", url, "--prefix", prefix])
     try:
         working.line("pykue worker: calc x1")
-        wait_for(lambda: waiting.proc.poll() is None and q.client.client_list(), what="wait to poll")
+        polling = lambda: any(c["cmd"] == "zcard" for c in q.client.client_list())  # noqa: E731
+        wait_for(polling, timeout=20, what="`wait` to poll the counts")
         for p in (waiting, working):
             p.proc.send_signal(sig)
             assert p.finish() == 0, p.err

@@ -246,31 +246,24 @@ def enqueue(job_type: str, data: str, priority: str | None, delay: int | None, a
             backoff: str | None, jsonl: Any, redis_url: str | None, prefix: str) -> None:  # fmt: skip
     """Create a job of JOB_TYPE with DATA (JSON), or many from --file."""
     opts = _options(priority, delay, attempts, backoff)
-    queue = pykue.create_queue(redis_url, prefix=prefix)
-    try:
-        if jsonl is not None:
-            from rich.progress import track
+    with pykue.create_queue(redis_url, prefix=prefix) as queue:
+        if jsonl is None:
+            click.echo(str(queue.create(job_type, _json(data, "DATA"), **opts).save().id))
+            return
+        from rich.progress import track
 
-            lines = [ln for ln in jsonl.read().splitlines() if ln.strip()]
-            payloads = []
-            for n, line in enumerate(lines, 1):
-                try:
-                    payloads.append(json.loads(line))
-                except ValueError as exc:
-                    raise ValueError(f"line {n} of {jsonl.name} is not JSON: {exc}") from None
-            jobs = [queue.create(job_type, p, **opts) for p in payloads]
-            for i in track(range(0, len(jobs), 500), description="enqueueing", transient=True):
-                queue.save_many(jobs[i : i + 500])
-            click.echo(f"created {len(jobs)} jobs ({jobs[0].id}..{jobs[-1].id})" if jobs else "created 0 jobs")
-        else:
-            try:
-                payload = json.loads(data)
-            except ValueError as exc:
-                raise ValueError(f"DATA is not JSON: {exc}") from None
-            job = queue.create(job_type, payload, **opts).save()
-            click.echo(str(job.id))
-    finally:
-        queue.shutdown()
+        lines = [ln for ln in jsonl.read().splitlines() if ln.strip()]
+        jobs = [queue.create(job_type, _json(ln, f"line {n} of {jsonl.name}"), **opts) for n, ln in enumerate(lines, 1)]
+        for i in track(range(0, len(jobs), 500), description="enqueueing", transient=True):
+            queue.save_many(jobs[i : i + 500])
+        click.echo(f"created {len(jobs)} jobs ({jobs[0].id}..{jobs[-1].id})" if jobs else "created 0 jobs")
+
+
+def _json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"{what} is not JSON: {exc}") from None
 
 
 @main.command()
@@ -282,15 +275,14 @@ def stats(redis_url: str | None, prefix: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    queue = pykue.create_queue(redis_url, prefix=prefix)
-    s = queue.stats()
-    table = Table("type", *STATES)
-    table.add_row("(all)", *(str(s[f"{st}Count"]) for st in STATES))
-    for t in queue.types():
-        table.add_row(t, *(str(queue.card(st, t)) for st in STATES))
+    with pykue.create_queue(redis_url, prefix=prefix) as queue:
+        s = queue.stats()
+        table = Table("type", *STATES)
+        table.add_row("(all)", *(str(s[f"{st}Count"]) for st in STATES))
+        for t in queue.types():
+            table.add_row(t, *(str(queue.card(st, t)) for st in STATES))
     Console().print(table)
     click.echo(f"work time: {s['workTime'] or 0} ms")
-    queue.shutdown()
 
 
 @main.command()
@@ -302,10 +294,9 @@ def stats(redis_url: str | None, prefix: str) -> None:
 @friendly
 def jobs(state: str, job_type: str | None, limit: int, redis_url: str | None, prefix: str) -> None:
     """List jobs in STATE."""
-    queue = pykue.create_queue(redis_url, prefix=prefix)
-    for job in queue.jobs(state, job_type, 0, limit - 1):
-        click.echo(f"{job.id}\t{job.type}\t{job.state}\t{json.dumps(job.data, ensure_ascii=False)}")
-    queue.shutdown()
+    with pykue.create_queue(redis_url, prefix=prefix) as queue:
+        for job in queue.jobs(state, job_type, 0, limit - 1):
+            click.echo(f"{job.id}\t{job.type}\t{job.state}\t{json.dumps(job.data, ensure_ascii=False)}")
 
 
 @main.command()
@@ -315,10 +306,9 @@ def jobs(state: str, job_type: str | None, limit: int, redis_url: str | None, pr
 @friendly
 def job(job_id: int, redis_url: str | None, prefix: str) -> None:
     """Show one job as Kue's JSON API would, with its log."""
-    queue = pykue.create_queue(redis_url, prefix=prefix)
-    j = queue.get_job(job_id)
-    click.echo(json.dumps({**j.to_json(), "log": j.logs()}, indent=2, ensure_ascii=False))
-    queue.shutdown()
+    with pykue.create_queue(redis_url, prefix=prefix) as queue:
+        j = queue.get_job(job_id)
+        click.echo(json.dumps({**j.to_json(), "log": j.logs()}, indent=2, ensure_ascii=False))
 
 
 @main.command()
@@ -347,12 +337,11 @@ def retry(job_id: int | None, all_failed: bool, job_type: str | None, redis_url:
 @friendly
 def remove(job_ids: tuple[int, ...], redis_url: str | None, prefix: str) -> None:
     """Remove jobs by id."""
-    queue = pykue.create_queue(redis_url, prefix=prefix)
-    for job_id in job_ids:
-        if not queue.get_job(job_id).remove():
-            raise pykue.JobNotFoundError(job_id)
-        click.echo(f"job {job_id} removed")
-    queue.shutdown()
+    with pykue.create_queue(redis_url, prefix=prefix) as queue:
+        for job_id in job_ids:
+            if not queue.get_job(job_id).remove():
+                raise pykue.JobNotFoundError(job_id)
+            click.echo(f"job {job_id} removed")
 
 
 @main.command()
@@ -365,14 +354,13 @@ def wait(job_type: str, timeout: float, redis_url: str | None, prefix: str) -> N
     """A progress bar until no job of the type is inactive, delayed or active."""
     from rich.progress import Progress
 
-    queue = pykue.create_queue(redis_url, prefix=prefix)
     start = time.monotonic()
+    with pykue.create_queue(redis_url, prefix=prefix) as queue, Progress(transient=True) as bar:
 
-    def left() -> int:
-        return sum(queue.card(s, job_type) for s in ("inactive", "active", "delayed"))
+        def left() -> int:
+            return sum(queue.card(s, job_type) for s in ("inactive", "active", "delayed"))
 
-    total = max(1, left())
-    with Progress(transient=True) as bar:
+        total = max(1, left())
         task = bar.add_task(f"waiting for {job_type}", total=total)
         while (n := left()) > 0:
             bar.update(task, completed=max(0, total - n))
@@ -380,7 +368,6 @@ def wait(job_type: str, timeout: float, redis_url: str | None, prefix: str) -> N
                 raise TimeoutError(f"{n} {job_type} job(s) still pending after {timeout}s")
             time.sleep(0.2)
     click.echo(f"{job_type}: drained")
-    queue.shutdown()
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -402,6 +389,8 @@ def bind(host: str, port: int) -> socket.socket:
 @contextlib.contextmanager
 def redis_for(redis_url: str | None, embedded: bool) -> Iterator[str]:
     """The Redis a service uses: a private embedded one (removed on exit) or a reachable URL."""
+    if embedded and redis_url:
+        raise ValueError("give --redis URL or --embedded, not both")
     if not embedded:
         url = default_redis_url(redis_url)
         require_redis(url)
