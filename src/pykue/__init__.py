@@ -8,7 +8,7 @@ queue.process("email", 2, lambda job: send(job.data))
 
 from ._aqueue import AsyncQueue, create_async_queue
 from ._codec import PRIORITIES, register_backoff
-from ._errors import InvalidJobError, JobNotFoundError, PykueError, ServerError, ShutdownError
+from ._errors import InvalidJobError, JobNotFoundError, JobStateError, PykueError, ServerError, ShutdownError
 from ._job import AsyncJob, Job
 from ._keys import STATES, Keys
 from ._queue import Queue, create_queue
@@ -26,6 +26,7 @@ __all__ = [
     "InvalidJobError",
     "Job",
     "JobNotFoundError",
+    "JobStateError",
     "Keys",
     "PykueError",
     "Queue",

@@ -13,6 +13,7 @@ from . import _codec as codec
 from ._core import STAT_NAMES, Handler, QueueCore, async_client, redis_url, stats_dict
 from ._errors import JobNotFoundError, ShutdownError
 from ._job import AsyncJob
+from ._retry import retry_args, retry_outcome
 from ._worker import Runtime, Settings, WorkerEngine
 from .server import EmbeddedRedis
 
@@ -81,6 +82,10 @@ class AsyncQueue(QueueCore):
     async def _progress(self, job: AsyncJob, pct: int, data: Any) -> None:
         data_json = codec.js_dumps(data, "progress data") if data is not None else ""
         await self._call("progress", [codec.now_ms(), job.id, pct, data_json])
+
+    async def retry(self, job_id: int | str, force: bool = False) -> None:
+        """The asyncio twin of Queue.retry()."""
+        retry_outcome(job_id, await self._call("retry", retry_args(job_id, force)))
 
     async def _log(self, job: AsyncJob, line: str) -> None:
         async with self.client.pipeline() as p:

@@ -10,6 +10,7 @@ from . import _codec as codec
 from ._errors import InvalidJobError, JobNotFoundError
 from ._events import Emitter
 from ._keys import STATES
+from ._retry import after_retry
 
 if TYPE_CHECKING:
     from ._aqueue import AsyncQueue
@@ -228,6 +229,12 @@ class Job(_Bound):
         self.fields["state"] = state
         return self
 
+    def retry(self, force: bool = False) -> Self:
+        """Queue.retry() of this job."""
+        self.queue.retry(self.id or 0, force)
+        after_retry(self.fields)
+        return self
+
     def set_priority(self, level: int | str) -> Self:
         self.priority(level)
         self.queue._call("set_priority", [codec.now_ms(), self.id, self.opts.priority])
@@ -277,6 +284,11 @@ class AsyncJob(_Bound):
         if not await self.queue._call("set_state", [codec.now_ms(), self.id, check_state(state)]):
             raise JobNotFoundError(self.id or 0)
         self.fields["state"] = state
+        return self
+
+    async def retry(self, force: bool = False) -> Self:
+        await self.queue.retry(self.id or 0, force)
+        after_retry(self.fields)
         return self
 
     async def set_priority(self, level: int | str) -> Self:

@@ -16,6 +16,7 @@ from . import _codec as codec
 from ._core import STAT_NAMES, Handler, QueueCore, async_client, redis_url, stats_dict
 from ._errors import JobNotFoundError, ShutdownError
 from ._job import Job
+from ._retry import retry_args, retry_outcome
 from ._scripts import Scripts
 from ._worker import Runtime, Settings, WorkerEngine
 from .server import EmbeddedRedis
@@ -139,6 +140,12 @@ class Queue(QueueCore):
     def _progress(self, job: Job, pct: int, data: Any) -> None:
         data_json = codec.js_dumps(data, "progress data") if data is not None else ""
         self._call("progress", [codec.now_ms(), job.id, pct, data_json])
+
+    def retry(self, job_id: int | str, force: bool = False) -> None:
+        """Run a failed job again with its attempts reset (BullMQ's job.retry()); any other
+        state raises JobStateError unless `force`. Forcing an active job revokes the running
+        attempt: its outcome is refused."""
+        retry_outcome(job_id, self._call("retry", retry_args(job_id, force)))
 
     def _log(self, job: Job, line: str) -> None:
         with self.client.pipeline() as p:
