@@ -125,7 +125,8 @@ def test_read_only_changes_nothing_through_any_route(fresh: EmbeddedRedis, facto
         seen = every_request(app, base, ids, browser)
     assert snapshot(fresh.url) == before
     assert len(seen) > 100 and {path for _, path in seen} >= {"/stats", "/job", "/events", "/metrics", "/config"} - (
-        set() if factory is create_dashboard else {"/events", "/metrics", "/config"})
+        set() if factory is create_dashboard else {"/events", "/metrics", "/config"}
+    )
     assert seen[("GET", f"/inactive/{ids[3]}")] == 403  # the failed job: Kue's GET that re-queues
     assert seen[("GET", "/stats")] == 200
 
@@ -187,7 +188,7 @@ def test_cross_origin_requests(fresh: EmbeddedRedis) -> None:
 class _Attacker(http.server.BaseHTTPRequestHandler):
     page = b""
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/html")
         self.end_headers()
