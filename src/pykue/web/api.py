@@ -30,6 +30,8 @@ from .security import LOOPBACK, WRITE, Guard, protect
 RANGE = re.compile(r"^(-?\d+)\.\.(-?\d+)$")  # Kue: parseInt of each bound, so -1 is the last job
 ORDERS = ("asc", "desc")
 INT64 = 2**63 - 1
+MAX_PRIORITY = 2**31 - 1  # Lua keeps priorities as doubles: far beyond this they come back as "1e+15"
+MAX_INT_OPTION = 2**53 - 1  # what Node Kue (a double) reads back exactly
 MAX_BODY = 10 * 1024 * 1024
 # Kue's option names -> the library's; searchKeys is Kue's search index, which pykue does not keep.
 KUE_OPTIONS = {"attempts": "attempts", "priority": "priority", "delay": "delay", "backoff": "backoff",
@@ -132,8 +134,10 @@ def router() -> APIRouter:
         m = re.match(r"^\s*([+-]?\d+)", priority)  # Kue: parseInt(priority, 10)
         if not m:
             return _error("invalid priority")
+        if abs(int(m[1])) > MAX_PRIORITY:
+            return _error(f"priority must lie within -{MAX_PRIORITY}..{MAX_PRIORITY}", 400)
         try:
-            await (await _queue(request).get_job(job_id)).set_priority(max(-INT64, min(INT64, int(m[1]))))
+            await (await _queue(request).get_job(job_id)).set_priority(int(m[1]))
         except (JobNotFoundError, ValueError):
             return _error(f'job "{job_id}" doesnt exist')
         return {"message": "updated priority"}
@@ -214,6 +218,10 @@ def _library_options(options: dict[str, Any]) -> dict[str, Any]:
         target = KUE_OPTIONS[name]
         if target is not None and value not in (None, False, 0, ""):
             out[target] = value if target in ("priority", "backoff") else _option_value(value)
+    for name, value in out.items():
+        bound = MAX_PRIORITY if name == "priority" else MAX_INT_OPTION
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > bound:
+            raise InvalidJobError(f"{name} must lie within -{bound}..{bound}; got {value}")
     if "remove_on_complete" in out and not isinstance(out["remove_on_complete"], bool):
         raise InvalidJobError(f"removeOnComplete must be true or false; got {out['remove_on_complete']!r}")
     return out
