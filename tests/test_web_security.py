@@ -267,5 +267,13 @@ def test_api_command_has_the_dashboards_guards(fresh: EmbeddedRedis) -> None:
         res = httpx.post(svc.base + "/job", json={"type": "x"}, headers=auth)
         assert (res.status_code, res.json()) == (403, {"error": "the API is read-only"})
         assert httpx.get(svc.base + "/stats", headers=auth).json()["inactiveCount"] == 0
+        # with a token any Host is answered (a proxy's name): a rebinding page has no token
+        assert httpx.get(svc.base + "/stats", headers={**auth, "Host": "kue.example.com"}).status_code == 200
     finally:
         svc.stop()
+    plain = Service("api", fresh.url)
+    try:
+        assert httpx.get(plain.base + "/stats", headers={"Host": "rebind.test"}).status_code == 421
+        assert httpx.get(plain.base + "/stats", headers={"Host": "localhost"}).status_code == 200
+    finally:
+        plain.stop()

@@ -352,8 +352,9 @@ def api(port: int, host: str, redis_url: str | None, embedded: bool, read_only: 
 
     if problem := exposure_error(host, token, insecure):
         raise ValueError(problem)
-    _serve(lambda url: create_app(url, prefix=prefix, read_only=read_only, token=token, hosts=hosts_for(host)),
-           port, redis_url, embedded, host)  # fmt: skip
+    hosts = hosts_for(host, token)
+    _serve(lambda url: create_app(url, prefix=prefix, read_only=read_only, token=token, hosts=hosts), port, redis_url,
+           embedded, host)  # fmt: skip
 
 
 @main.command()
@@ -373,8 +374,9 @@ def dashboard(port: int, host: str, redis_url: str | None, embedded: bool, read_
         raise ValueError(problem)
 
     click.echo(f"pykue dashboard on http://{host}:{port}/" + (" (read-only)" if read_only else ""), err=True)
-    _serve(lambda url: create_dashboard(url, prefix=prefix, read_only=read_only, token=token, hosts=hosts_for(host)),
-           port, redis_url, embedded, host)  # fmt: skip
+    hosts = hosts_for(host, token)
+    _serve(lambda url: create_dashboard(url, prefix=prefix, read_only=read_only, token=token, hosts=hosts), port,
+           redis_url, embedded, host)  # fmt: skip
 
 
 if __name__ == "__main__":

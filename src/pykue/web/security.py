@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -62,11 +62,12 @@ def exposure_error(host: str, token: str | None, insecure: bool) -> str | None:
     return f"binding to {host} exposes the queue: give --token (or --insecure to accept that)"
 
 
-def hosts_for(bind: str, extra: Iterable[str] = ()) -> frozenset[str] | None:
-    """The Host names a server bound to `bind` answers to; None (any) for a wildcard bind."""
-    if bind in WILDCARD:
+def hosts_for(bind: str, token: str | None = None) -> frozenset[str] | None:
+    """The Host names a server bound to `bind` answers to. None (any) with a token, which a
+    rebinding page cannot send, or for a wildcard bind, which only starts with a token or --insecure."""
+    if token or bind in WILDCARD:
         return None
-    return LOOPBACK | {bind, *extra}
+    return LOOPBACK | {bind}
 
 
 def host_name(host_header: str) -> str:
