@@ -67,6 +67,8 @@ MALFORMED = [
     (b'{"type": "x", "options": {"retries": 3}}', "unknown job option 'retries'"),
     (b'"just a string"', "Must provide job type"),
     (b"[1, 2]", "Must provide job type"),
+    (b"42", "Must provide job type"),
+    (b"false", "Must provide job type"),
 ]
 
 

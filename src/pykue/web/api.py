@@ -161,8 +161,8 @@ def router() -> APIRouter:
         body = await _json_body(request)
         if isinstance(body, JSONResponse):
             return body
-        if body in (None, {}, [], "", 0, False):
-            return Response(status_code=204)  # Kue: an empty body is "no content"
+        if body is None or body == {} or body == []:
+            return Response(status_code=204)  # Kue: an empty body is "no content"; other non-objects are 400
         q = _queue(request)
         if isinstance(body, list):
             results, status = [], 200
