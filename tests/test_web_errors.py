@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 
 import httpx
@@ -126,3 +127,19 @@ def test_stock_service_errors_are_json_and_head_does_not_reserve(fresh: Embedded
     finally:
         client.close()
         svc.stop()
+
+
+def test_a_hung_redis_answers_503_in_bounded_time_then_recovers(fresh: EmbeddedRedis) -> None:
+    """SIGSTOP the Redis server: the process accepts connections and never answers."""
+    assert fresh.proc is not None
+    with served(create_app(fresh.url, timeout=1.0)) as base:
+        assert httpx.get(base + "/stats").status_code == 200
+        fresh.proc.send_signal(signal.SIGSTOP)
+        try:
+            for method, path in (("GET", "/stats"), ("POST", "/job"), ("GET", "/jobs/0..-1")):
+                res = httpx.request(method, base + path, json={"type": "t"}, timeout=30)
+                assert res.status_code == 503 and "no answer within 1 s" in res.json()["error"], (path, res.text)
+        finally:
+            fresh.proc.send_signal(signal.SIGCONT)
+        wait_for(lambda: httpx.get(base + "/stats").status_code == 200, what="answers once Redis runs again")
+        assert httpx.post(base + "/job", json={"type": "t"}).status_code == 200

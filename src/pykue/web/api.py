@@ -242,7 +242,8 @@ async def _create_one(q: pykue.AsyncQueue, args: Any) -> tuple[dict[str, Any], i
 
 
 def create_app(queue: pykue.AsyncQueue | str | None = None, *, prefix: str = "q", read_only: bool = False,
-               token: str | None = None, hosts: frozenset[str] | None = LOOPBACK) -> FastAPI:  # fmt: skip
+               token: str | None = None, hosts: frozenset[str] | None = LOOPBACK,
+               timeout: float = 10.0) -> FastAPI:  # fmt: skip
     """The JSON API as an app of its own; `queue` may be an AsyncQueue or a Redis URL.
     `hosts`: the Host names it answers to (None: any); see `security` for the rest."""
     owned = not isinstance(queue, pykue.AsyncQueue)
@@ -258,6 +259,6 @@ def create_app(queue: pykue.AsyncQueue | str | None = None, *, prefix: str = "q"
     app = FastAPI(title="pykue: Kue JSON API", version=pykue.__version__, lifespan=lifespan, docs_url=None,
                   redoc_url=None)  # fmt: skip
     app.state.queue = q
-    protect(app, Guard(token=token, read_only=read_only, hosts=hosts))
+    protect(app, Guard(token=token, read_only=read_only, hosts=hosts, timeout=timeout))
     app.include_router(router())
     return app

@@ -103,7 +103,8 @@ class Metrics:
 
 
 def create_dashboard(queue: pykue.AsyncQueue | str | None = None, *, prefix: str = "q", read_only: bool = False,
-                     token: str | None = None, hosts: frozenset[str] | None = LOOPBACK) -> FastAPI:  # fmt: skip
+                     token: str | None = None, hosts: frozenset[str] | None = LOOPBACK,
+                     timeout: float = 10.0) -> FastAPI:  # fmt: skip
     """The dashboard app. With `token`, every request needs it (Bearer header, cookie, or
     ?token= once in the browser); with `read_only`, every write is refused; `hosts` are the
     Host names it answers to (None: any). See `security` for what else is guarded."""
@@ -133,7 +134,7 @@ def create_dashboard(queue: pykue.AsyncQueue | str | None = None, *, prefix: str
     app = FastAPI(title="pykue dashboard", version=pykue.__version__, lifespan=lifespan, docs_url=None,
                   redoc_url=None)  # fmt: skip
     app.state.queue = q
-    protect(app, Guard(token=token, read_only=read_only, hosts=hosts, name="dashboard"))
+    protect(app, Guard(token=token, read_only=read_only, hosts=hosts, name="dashboard", timeout=timeout))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:

@@ -8,11 +8,13 @@
   A request with neither header is not a browser's cross-site request (curl, Kue clients).
 - Host: only names the server answers to (loopback by default), against DNS rebinding.
 - every answer carries a Content-Security-Policy, X-Frame-Options: DENY and nosniff;
-  every error is JSON, and a Redis outage is a 503 without a traceback.
+  every error is JSON, and a Redis outage is a 503 without a traceback, also when Redis
+  hangs rather than refuses (no answer within `timeout` seconds).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
@@ -53,6 +55,7 @@ class Guard:
     read_only: bool = False
     hosts: frozenset[str] | None = LOOPBACK
     name: str = "API"
+    timeout: float = 10.0
 
 
 def exposure_error(host: str, token: str | None, insecure: bool) -> str | None:
@@ -166,6 +169,16 @@ async def _internal(request: Request, exc: Exception) -> Response:
     return error(f"internal error: {type(exc).__name__}", 500)
 
 
+async def _answer(request: Request, call_next: Callable[[Request], Awaitable[Response]], timeout: float) -> Response:
+    """The app's answer, or a 503 when it takes longer than `timeout` (a hung or paused Redis);
+    a streamed answer (/events) counts only until its headers are sent."""
+    try:
+        return await asyncio.wait_for(call_next(request), timeout)
+    except TimeoutError:
+        log.warning("pykue web: no answer within %.1f s to %s %s", timeout, request.method, request.url.path)
+        return error(f"Redis unavailable: no answer within {timeout:g} s", 503)
+
+
 def protect(app: FastAPI, guard: Guard) -> None:
     """Install the guard, the security headers and JSON errors on `app`."""
     app.state.guard = guard
@@ -178,7 +191,7 @@ def protect(app: FastAPI, guard: Guard) -> None:
     @app.middleware("http")
     async def guard_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         refusal = _refusal(request, guard, writes=request.method not in SAFE_METHODS)
-        response = refusal if refusal is not None else await call_next(request)
+        response = refusal if refusal is not None else await _answer(request, call_next, guard.timeout)
         if refusal is None and guard.token is not None and _matches(request.query_params.get("token", ""),
                                                                     guard.token):  # fmt: skip
             response.set_cookie(TOKEN_COOKIE, guard.token, httponly=True, samesite="strict")
