@@ -4,8 +4,10 @@ client, plus how it subscribes, runs workers in this event loop and shuts down."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio
@@ -35,8 +37,8 @@ class AsyncQueue(AsyncQueueBase):
         else:
             self.connection = ConnectionSettings.of(self.server.url if self.server else redis_url_or_client)
             self.client = self.connection.async_client()
-        self.runtime = Runtime(self.client, self.keys, self.settings)
-        self.scripts = self.runtime.scripts
+        self._runtime = Runtime(self.client, self.keys, self.settings)
+        self.scripts = self._runtime.scripts
         self._closed = False
         self._subscribed: asyncio.Future[None] | None = None
 
@@ -53,7 +55,7 @@ class AsyncQueue(AsyncQueueBase):
         if self._closed:
             raise ShutdownError("the queue was shut down")
         if self._subscribed is None:
-            self._subscribed = asyncio.ensure_future(self.runtime.subscribe(self.listeners.dispatch))
+            self._subscribed = asyncio.ensure_future(self._runtime.subscribe(self.listeners.dispatch))
         try:
             await asyncio.shield(self._subscribed)
         except Exception:
@@ -91,16 +93,21 @@ class AsyncQueue(AsyncQueueBase):
         if self._closed:
             raise ShutdownError("the queue was shut down")
         n, run = self._runner(AsyncJob, job_type, concurrency, handler)
-        return await self.runtime.start_engine(job_type, n, run)
+        if self.has_listeners():
+            await self.listen()  # queue-level listeners hear this worker's first jobs
+        return await self._runtime.start_engine(job_type, n, run)
 
-    async def run_forever(self, timeout: float | None = None) -> None:
-        """Wait for SIGINT or SIGTERM, then shut down gracefully (the asyncio worker runner)."""
+    async def run_forever(self, until: Callable[[], bool] | None = None, timeout: float | None = None) -> None:
+        """Wait for SIGINT or SIGTERM (or until `until()` is true, checked every 0.2 s), then
+        shut down gracefully (the asyncio worker runner)."""
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         try:
-            await stop.wait()
+            while not stop.is_set() and not (until is not None and until()):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.2)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
@@ -111,7 +118,7 @@ class AsyncQueue(AsyncQueueBase):
         if self._closed:
             return
         self._closed = True
-        await self.runtime.shutdown(self.settings.shutdown_timeout if timeout is None else timeout)
+        await self._runtime.shutdown(self.settings.shutdown_timeout if timeout is None else timeout)
         for ex in self._executors:
             ex.shutdown(wait=False, cancel_futures=True)
         if self.server is not None:
