@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import redis
 
@@ -69,23 +70,28 @@ def test_events_message_shape(queue: pykue.Queue, r: redis.Redis, prefix: str) -
 
 
 def test_hash_tagged_prefix_keeps_every_key_in_one_slot(prefix: str) -> None:
-    """A full lifecycle on a private server, then every key of the whole database is checked:
-    a key written outside the prefix (or its hash tag) fails, whatever its name."""
+    """A lifecycle on a private server; every key of the whole database is checked while a
+    job runs (leases exist) and at the end: a key written outside the prefix fails."""
     tagged = "{" + prefix + "}x"
-    with EmbeddedRedis() as srv:
+    running, release = threading.Event(), threading.Event()
+    with EmbeddedRedis() as srv, redis.Redis.from_url(srv.url, decode_responses=True) as client:
         q = pykue.create_queue(srv.url, prefix=tagged, settings=FAST)
         try:
             q.create("t", {}).save()
             q.create("t", {}).delay(50).save()
             q.create("u", {"fail": 1}).attempts(2).backoff(True).save()
-            q.process("t", lambda job: job.log("x") and 1)
+            q.process("t", lambda job: job.log("x") and running.set() and release.wait(10))
             q.process("u", lambda job: 1 / 0)
+            assert running.wait(10)
+            during = set(client.scan_iter(count=1000))
+            release.set()
             wait_for(lambda: q.complete_count() == 2 and q.failed_count() == 1, what="jobs to finish")
         finally:
+            release.set()
             q.shutdown(1)
-        client = redis.Redis.from_url(srv.url, decode_responses=True)
-        keys = set(client.scan_iter(count=1000))
-        client.close()
-    outside = {k for k in keys if not k.startswith(tagged + ":")}
-    assert len(keys - outside) >= 8  # the job hashes, logs, state sets, ids, types, ...
-    assert outside <= {PROMOTION_LOCK, TTL_LOCK}, outside  # only Kue's own unprefixed locks (shared with Node)
+        after = set(client.scan_iter(count=1000))
+    for keys in (during, after):
+        outside = {k for k in keys if not k.startswith(tagged + ":")}
+        assert len(keys - outside) >= 8  # the job hashes, logs, state sets, ids, types, ...
+        assert outside <= {PROMOTION_LOCK, TTL_LOCK}, outside  # only Kue's own unprefixed locks (shared with Node)
+    assert any(":pykue:" in k for k in during)  # leases were there to be checked
