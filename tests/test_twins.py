@@ -233,3 +233,33 @@ def test_a_creator_hears_every_event_of_its_own_jobs(twin: Twin, url: str, prefi
     finally:
         worker.terminate()
         worker.communicate(timeout=10)
+
+
+# -- the README tells the truth about the twins ---------------------------------------
+def _readme_names() -> dict[str, set[str]]:
+    text = (ROOT / "README.md").read_text()
+    block = text.split("<!-- twin-names")[1].split("<!-- /twin-names -->")[0]
+    found = {}
+    for line in block.splitlines()[1:]:
+        if line.startswith("- `"):
+            head, names = line.split(":", 1)
+            found[head.split("`")[1]] = {n.strip(" `") for n in names.split(",")}
+    return found
+
+
+def test_readme_lists_each_twins_names() -> None:
+    sq = pykue.create_queue("redis://127.0.0.1:1/0")
+    queue_names = _public(pykue.Queue) | {n for n in vars(sq) if not n.startswith("_")}
+    sq.client.close()
+    assert _readme_names() == {"Queue": queue_names, "Job": _public(pykue.Job)}
+
+
+def test_readme_asyncio_quick_start_runs_as_written(tmp_path: Path) -> None:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("The same with asyncio")[1]
+    code = section.split("```python\n")[1].split("```")[0]
+    script = tmp_path / "quick_start.py"
+    script.write_text(code)
+    proc = subprocess.run([PY, str(script)], env=py_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "sent: ok\n"

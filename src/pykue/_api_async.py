@@ -161,7 +161,7 @@ class AsyncQueueBase(QueueCore):
         fields = await self._hgetall(job_id)
         if not fields or "type" not in fields:
             raise JobNotFoundError(job_id)
-        return self._loaded(AsyncJob, job_id, fields)  # type: ignore[no-any-return]
+        return self._loaded(AsyncJob, job_id, fields)
 
     async def job_logs(self, job_id: int | str, start: int = 0, stop: int = -1) -> list[str]:
         return cast(list[str], await self.client.lrange(self.keys.log(job_id), start, stop))

@@ -158,7 +158,7 @@ class QueueBase(QueueCore):
         fields = self._hgetall(job_id)
         if not fields or "type" not in fields:
             raise JobNotFoundError(job_id)
-        return self._loaded(Job, job_id, fields)  # type: ignore[no-any-return]
+        return self._loaded(Job, job_id, fields)
 
     def job_logs(self, job_id: int | str, start: int = 0, stop: int = -1) -> list[str]:
         return cast(list[str], self.client.lrange(self.keys.log(job_id), start, stop))

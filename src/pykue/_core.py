@@ -13,7 +13,7 @@ from . import _codec as codec
 from ._codec import Failure
 from ._errors import NoQueueError
 from ._events import Emitter
-from ._job import BaseJob, data_of, parse_fields
+from ._job import BaseJob, BoundJob, data_of, parse_fields
 from ._keys import Keys, check_state, id_from_zid
 from ._listeners import JobListeners
 from ._testmode import TestMode
@@ -22,6 +22,7 @@ from .connection import DEFAULT_URL, ConnectionSettings, async_client, redis_url
 
 Handler = Callable[..., Any]
 Q = TypeVar("Q", bound="QueueCore")
+J = TypeVar("J", bound=BoundJob)
 _last_created: dict[type[QueueCore], QueueCore] = {}  # for Kue's Job.get without a queue
 
 # Old homes of names the front (apps, web, cli) used; they live in pykue.connection now.
@@ -91,7 +92,7 @@ class QueueCore(Emitter):
             return self.keys.jobs
         return self.keys.state(check_state(state), job_type)
 
-    def _loaded(self, cls: Any, job_id: int | str, fields: dict[str, str]) -> Any:
+    def _loaded(self, cls: type[J], job_id: int | str, fields: dict[str, str]) -> J:
         """A job read from Redis; corrupt `data` JSON is shown as stored rather than raised."""
         job = cls(self, fields["type"], job_id=int(job_id), fields=fields)
         try:
@@ -100,7 +101,7 @@ class QueueCore(Emitter):
             job.data = fields.get("data")
         return job
 
-    def _loaded_many(self, cls: Any, ids: Sequence[int], hashes: Sequence[Any]) -> list[Any]:
+    def _loaded_many(self, cls: type[J], ids: Sequence[int], hashes: Sequence[Any]) -> list[J]:
         return [self._loaded(cls, i, parse_fields(h)) for i, h in zip(ids, hashes, strict=True) if h.get("type")]
 
     @staticmethod
