@@ -95,3 +95,12 @@ def test_the_front_has_public_connection_helpers() -> None:
     assert _core.redis_url is connection.redis_url and _core.async_client is connection.async_client
     assert connection.redis_url("redis://h:1/0") == "redis://h:1/0"
     assert isinstance(pykue.connection.async_client("redis://:pw@h:1/0"), redis.asyncio.Redis)
+
+
+def test_a_client_of_the_other_kind_is_refused_by_name(queue: pykue.Queue) -> None:
+    job = queue.create("x", {}).save()
+    with pytest.raises(TypeError, match="client of this queue's kind"):
+        pykue.create_queue(redis.asyncio.Redis())
+    with pytest.raises(TypeError, match="client of this queue's kind"):
+        pykue.create_async_queue(redis.Redis())
+    assert pykue.Job.get(job.id or 0).queue is queue  # the queue that failed to build is not the default

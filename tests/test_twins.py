@@ -171,6 +171,20 @@ def test_a_listener_may_call_the_queue(queue: pykue.Queue) -> None:
     assert ran.wait(10), errors  # used to deadlock for 30 s
 
 
+def test_coroutine_listeners_of_the_sync_api_run_too(queue: pykue.Queue) -> None:
+    heard = threading.Event()
+
+    async def on_complete(result: Any) -> None:
+        await asyncio.sleep(0)
+        heard.set()
+
+    job = queue.create("c", {})
+    job.on("complete", on_complete)
+    job.save()
+    queue.process("c", lambda j: 1)
+    assert heard.wait(10)
+
+
 def test_finished_jobs_are_not_kept_alive_by_their_listeners(queue: pykue.Queue) -> None:
     refs = []
     heard = []

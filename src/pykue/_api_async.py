@@ -19,7 +19,6 @@ from ._errors import InvalidJobError, JobNotFoundError
 from ._job import BoundJob, log_line
 from ._keys import State, check_state
 from ._scripts import AsyncScripts
-from ._worker import Settings
 
 SAVE_CHUNK = 500  # jobs per enqueue script call
 
@@ -97,8 +96,8 @@ class AsyncQueueBase(QueueCore):
     client: redis.asyncio.Redis
     scripts: AsyncScripts
 
-    def __init__(self, prefix: str, settings: Settings | None) -> None:
-        super().__init__(prefix, settings)
+    def _remember(self) -> None:
+        """The twin's constructor calls this last: a queue that failed to build is never the default."""
         remember(AsyncQueueBase, self)
 
     async def listen(self) -> None:

@@ -16,7 +16,6 @@ from ._errors import InvalidJobError, JobNotFoundError
 from ._job import BoundJob, log_line
 from ._keys import State, check_state
 from ._scripts import Scripts
-from ._worker import Settings
 
 SAVE_CHUNK = 500  # jobs per enqueue script call
 
@@ -94,8 +93,8 @@ class QueueBase(QueueCore):
     client: redis.Redis
     scripts: Scripts
 
-    def __init__(self, prefix: str, settings: Settings | None) -> None:
-        super().__init__(prefix, settings)
+    def _remember(self) -> None:
+        """The twin's constructor calls this last: a queue that failed to build is never the default."""
         remember(QueueBase, self)
 
     def listen(self) -> None:

@@ -41,6 +41,7 @@ class AsyncQueue(AsyncQueueBase):
         self.scripts = self._runtime.scripts
         self._closed = False
         self._subscribed: asyncio.Future[None] | None = None
+        self._remember()
 
     async def __aenter__(self) -> AsyncQueue:
         return self

@@ -94,6 +94,7 @@ class Queue(QueueBase):
         self._closed = False
         self._listening = False
         self._lock = threading.Lock()
+        self._remember()
 
     def __enter__(self) -> Queue:
         return self

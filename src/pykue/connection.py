@@ -69,7 +69,11 @@ class ConnectionSettings:
 
     @classmethod
     def of(cls, given: str | ConnectionSettings | None) -> ConnectionSettings:
-        return given if isinstance(given, ConnectionSettings) else cls.from_url(given)
+        if isinstance(given, ConnectionSettings):
+            return given
+        if given is not None and not isinstance(given, str):
+            raise TypeError(f"expected a Redis URL, a client of this queue's kind or ConnectionSettings; got {given!r}")
+        return cls.from_url(given)
 
     @classmethod
     def from_client(cls, client: redis.Redis | redis.asyncio.Redis) -> ConnectionSettings:
