@@ -14,7 +14,7 @@ from ._codec import Failure
 from ._errors import NoQueueError
 from ._events import Emitter
 from ._job import BaseJob, BoundJob, data_of, parse_fields
-from ._keys import Keys, check_state, id_from_zid
+from ._keys import Keys, State, check_state, id_from_zid
 from ._listeners import JobListeners
 from ._testmode import TestMode
 from ._worker import RunFn, Settings
@@ -193,7 +193,7 @@ def invoker(handler: Handler, executor: Executor | None) -> Callable[[BaseJob], 
     return plain
 
 
-STAT_NAMES = ("inactive", "complete", "active", "failed", "delayed")
+STAT_NAMES = (State.INACTIVE, State.COMPLETE, State.ACTIVE, State.FAILED, State.DELAYED)  # Kue's /stats order
 
 
 def stats_dict(counts: Sequence[Any], work_time: Any) -> dict[str, int | None]:
