@@ -9,7 +9,7 @@ for _, z in ipairs(due) do
   if f[1] == 'delayed' and f[2] then
     publish(id, 'promotion')
     redis.call('HSET', jobkey(id), 'updated_at', now)
-    set_state(id, f[2], 'delayed', 'inactive', tonumber(f[3]) or 0)
+    set_state(id, f[2], 'delayed', 'inactive', int_of(f[3]) or 0)
     publish(id, 'enqueue', ',' .. jstr(f[2]))
     n = n + 1
   else

@@ -22,7 +22,7 @@ for _, id in ipairs(orphans) do
   local f = redis.call('HMGET', key, 'state', 'type', 'priority')
   if f[1] == 'active' and f[2] then
     local stalls = redis.call('HINCRBY', STALLS, id, 1)
-    local pri = tonumber(f[3]) or 0
+    local pri = int_of(f[3]) or 0
     if stalls > max_stalled then
       local msg = 'job stalled more than allowable limit'
       redis.call('HSET', key, 'error', msg, 'failed_at', now, 'updated_at', now)

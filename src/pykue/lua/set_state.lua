@@ -6,9 +6,9 @@ local key = jobkey(id)
 local f = redis.call('HMGET', key, 'type', 'priority', 'state', 'ttl', 'promote_at')
 if not f[1] then return 0 end
 drop_lease(id)
-local pri = tonumber(f[2]) or 0
+local pri = int_of(f[2]) or 0
 local score = nil
-if new == 'delayed' then score = tonumber(f[5]) or now end
+if new == 'delayed' then score = int_of(f[5]) or now end
 if new == 'active' then score = active_score(pri, f[4], now) end
 if new == 'complete' then redis.call('HSET', key, 'progress', 100) end
 if new == 'failed' then redis.call('HSET', key, 'failed_at', now) end
