@@ -353,3 +353,14 @@ def test_the_subscriber_delivers_the_good_event_after_bad_ones(url: str, prefix:
         return got
 
     assert asyncio.run(scenario()) == ['{"id": 3, "event": "complete", "args": ["complete", null]}']
+
+
+@pytest.mark.parametrize("result", [{1, 2}, {"text": "\ud800"}, _deep(5000)])
+def test_a_result_that_cannot_be_stored_fails_the_job_instead_of_leaving_it_active(
+    queue: pykue.Queue, r: redis.Redis, prefix: str, result: Any
+) -> None:
+    queue.create("w", {}).save()
+    queue.process("w", lambda job: result)
+    wait_for(lambda: r.hget(f"{prefix}:job:1", "state") == "failed", what="the job failed")
+    assert "InvalidJobError: job result" in (r.hget(f"{prefix}:job:1", "error") or "")
+    assert _leftovers(r, prefix) == (0, 0)

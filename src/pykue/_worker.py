@@ -159,13 +159,13 @@ class WorkerEngine:
         started = codec.now_ms()
         try:
             result = await self._run(job_id, token, fields)
+            rjson = codec.js_dumps(result, "job result") if js_truthy(result) else ""  # may be refused
         except asyncio.CancelledError:
             if job_id not in self._lost:
                 await self._fail(job_id, token, fields, "Shutdown")
         except Exception as exc:
             await self._fail(job_id, token, fields, exc)
         else:
-            rjson = codec.js_dumps(result, "job result") if js_truthy(result) else ""
             self._pending.append((job_id, token, codec.now_ms() - started, rjson))
             if self._flusher is None or self._flusher.done():
                 self._flusher = asyncio.ensure_future(self._flush())
