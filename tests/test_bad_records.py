@@ -107,7 +107,7 @@ def test_non_utf8_bytes_in_any_field_are_set_aside_and_the_batch_runs(
     assert sorted(int(m.split(b"|")[1]) for m in raw.zrange(f"{prefix}:jobs:failed", 0, -1)) == [2, 3, 4, 5]
     queue.create("w", {"n": 7}).save()  # the claim loop is still alive
     wait_for(lambda: 7 in ran, what="a job saved after the bad ones")
-    assert _leftovers(raw, prefix) == (0, 0)
+    wait_for(lambda: _leftovers(raw, prefix) == (0, 0), what="no job left active")
     assert raw.zcard(f"{prefix}:jobs:inactive") == 0
 
 
@@ -126,7 +126,7 @@ def test_ids_that_are_not_numbers_are_dropped_from_the_index(
         wait_for(lambda: ran == [1, 2], what="a job saved after the bad members")
     assert r.zcard(f"{prefix}:jobs:w:inactive") == 0 and r.zcard(f"{prefix}:jobs:inactive") == 0
     assert "is not a job id" in caplog.text and "'garbage'" in caplog.text
-    assert _leftovers(r, prefix) == (0, 0)
+    wait_for(lambda: _leftovers(r, prefix) == (0, 0), what="no job left active")
 
 
 def test_a_job_key_of_the_wrong_type_mid_batch_strands_nothing(queue: pykue.Queue, r: redis.Redis, prefix: str) -> None:
@@ -170,7 +170,7 @@ def test_corrupt_numbers_are_set_aside_naming_the_field(
     wait_for(lambda: r.hget(f"{prefix}:job:1", "state") == "failed", what="the bad one set aside")
     assert f"field {field} is '{value[:40]}', not an integer" in (r.hget(f"{prefix}:job:1", "error") or "")
     assert r.zscore(f"{prefix}:jobs:w:failed", "01|1") is not None
-    assert _leftovers(r, prefix) == (0, 0)
+    wait_for(lambda: _leftovers(r, prefix) == (0, 0), what="no job left active")
 
 
 def test_an_unknown_state_is_set_aside_not_dropped(queue: pykue.Queue, r: redis.Redis, prefix: str) -> None:
@@ -213,7 +213,7 @@ def test_a_stored_exponential_backoff_of_1e400_still_retries(queue: pykue.Queue,
 
     queue.process("w", handler)
     wait_for(lambda: r.hget(f"{prefix}:job:1", "state") == "delayed", what="the retry scheduled")
-    assert _leftovers(r, prefix) == (0, 0)
+    wait_for(lambda: _leftovers(r, prefix) == (0, 0), what="no job left active")
     assert int(r.hget(f"{prefix}:job:1", "delay") or -1) <= codec.MAX_SAFE_INTEGER
 
 
@@ -363,4 +363,26 @@ def test_a_result_that_cannot_be_stored_fails_the_job_instead_of_leaving_it_acti
     queue.process("w", lambda job: result)
     wait_for(lambda: r.hget(f"{prefix}:job:1", "state") == "failed", what="the job failed")
     assert "InvalidJobError: job result" in (r.hget(f"{prefix}:job:1", "error") or "")
-    assert _leftovers(r, prefix) == (0, 0)
+    wait_for(lambda: _leftovers(r, prefix) == (0, 0), what="no job left active")
+
+
+def test_a_batch_enqueue_meeting_a_wrong_type_key_saves_nothing(
+    queue: pykue.Queue, r: redis.Redis, prefix: str
+) -> None:
+    r.set(f"{prefix}:job:2", "in the way")
+    with pytest.raises(redis.ResponseError, match=f"{prefix}:job:2 is a string, not a hash; nothing was written"):
+        queue.save_many([queue.create("w", {"n": n}) for n in range(3)])
+    assert r.get(f"{prefix}:ids") is None and r.exists(f"{prefix}:job:1") == 0
+    assert r.zcard(f"{prefix}:jobs") == 0 and r.llen(f"{prefix}:w:jobs") == 0
+
+
+def test_a_state_change_meeting_a_wrong_type_key_changes_nothing(
+    queue: pykue.Queue, r: redis.Redis, prefix: str
+) -> None:
+    job = queue.create("w", {}).save()
+    r.set(f"{prefix}:jobs:complete", "in the way")
+    with pytest.raises(redis.ResponseError, match="jobs:complete is a string, not a zset"):
+        job.complete()
+    assert r.hget(f"{prefix}:job:1", "state") == "inactive"
+    assert r.zscore(f"{prefix}:jobs:inactive", "01|1") is not None
+    assert r.zscore(f"{prefix}:jobs:w:inactive", "01|1") is not None
