@@ -8,6 +8,10 @@
 -- type, HINCRBY on a corrupt number, a NaN score) may run after the first write. Numbers read
 -- from a job hash go through int_of (nil when corrupt), never bare tonumber (which takes
 -- "nan", "inf" and "0x10"); a record that fails validation is set aside, not half-moved.
+-- Audited (issue 9): claim, complete, fail, enqueue, set_state, set_priority, promote, reap
+-- type-check their keys first (wrong_type / is_a) and read job hashes with redis.pcall where
+-- a read follows a write. progress, remove and unlock write once or read first; renew and
+-- repair_tokens only touch pykue's lease keys and the wake-up lists.
 local P = ARGV[1]
 local function k(name) return P .. ':' .. name end
 local function jobkey(id) return P .. ':job:' .. id end
@@ -86,10 +90,14 @@ local function record_problem(f, all)
   return nil
 end
 
--- Whether a write of type t to key cannot fail for the key's type.
+-- Whether a write of type t to key cannot fail for the key's type. Memoised for the script
+-- run: the scripts only ever write a key with its right type, so an answer stays true.
+local KNOWN = {}
 local function is_a(key, t)
+  if KNOWN[key] == t then return true end
   local got = redis.call('TYPE', key).ok
-  return got == 'none' or got == t
+  if got == 'none' or got == t then KNOWN[key] = t return true end
+  return false
 end
 
 -- A job type whose per-type sets for states a and b can be written, or nil (skip them).
@@ -104,8 +112,8 @@ end
 -- The first of {key, type} pairs whose key exists with another type, as an error reply.
 local function wrong_type(pairs_)
   for _, p in ipairs(pairs_) do
-    local t = redis.call('TYPE', p[1]).ok
-    if t ~= 'none' and t ~= p[2] then
+    if not is_a(p[1], p[2]) then
+      local t = redis.call('TYPE', p[1]).ok
       return redis.error_reply('pykue: ' .. p[1] .. ' is a ' .. t .. ', not a ' .. p[2] .. '; nothing was written')
     end
   end
