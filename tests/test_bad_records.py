@@ -386,3 +386,26 @@ def test_a_state_change_meeting_a_wrong_type_key_changes_nothing(
     assert r.hget(f"{prefix}:job:1", "state") == "inactive"
     assert r.zscore(f"{prefix}:jobs:inactive", "01|1") is not None
     assert r.zscore(f"{prefix}:jobs:w:inactive", "01|1") is not None
+
+
+def test_a_record_set_aside_for_bad_bytes_can_be_listed_shown_and_removed(
+    queue: pykue.Queue, raw: redis.Redis, url: str, prefix: str
+) -> None:
+    queue.create("w", {}).save()
+    raw.hset(f"{prefix}:job:1", "data", b'{"name":"\xff"}')
+    _run(queue)
+    wait_for(lambda: raw.hget(f"{prefix}:job:1", "state") == b"failed", what="the record set aside")
+    [listed] = queue.jobs("failed")
+    assert listed.id == 1 and listed.data == {"name": "\ufffd"}  # shown as Node Kue shows it
+    assert "field 'data' is not UTF-8" in (queue.get_job(1).error or "")
+
+    async def from_asyncio() -> list[Any]:
+        aq = pykue.create_async_queue(url, prefix=prefix, settings=FAST)
+        try:
+            return [job.id for job in await aq.jobs("failed")] + [(await aq.get_job(1)).state]
+        finally:
+            await aq.shutdown()
+
+    assert asyncio.run(from_asyncio()) == [1, "failed"]
+    assert queue.get_job(1).remove() and raw.exists(f"{prefix}:job:1") == 0
+    assert raw.zcard(f"{prefix}:jobs:failed") == 0

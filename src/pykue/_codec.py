@@ -267,10 +267,19 @@ def pct(completed: float, total: float) -> int:
     return min(100, int(completed * 100 / total))
 
 
+# Options for a read whose reply redis-py must not decode (redis.client.NEVER_DECODE): a job
+# hash may hold bytes that are not UTF-8, and a strict decode would make the job unreadable.
+UNDECODED: dict[str, Any] = {"NEVER_DECODE": True}
+
+
+def _text(value: Any) -> Any:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
 def decode_hash(raw: Mapping[Any, Any]) -> dict[str, str]:
-    return {
-        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in raw.items()
-    }
+    """A job hash read undecoded, as text: bytes that are not UTF-8 become U+FFFD, as
+    Node Kue shows them, so a bad record can still be listed, shown and removed."""
+    return {_text(k): _text(v) for k, v in raw.items()}
 
 
 def int_field(fields: Mapping[str, str], name: str, default: int = 0) -> int:

@@ -81,7 +81,8 @@ class QueueCore(Emitter):
         return job
 
     def _loaded_many(self, cls: Any, ids: Sequence[int], hashes: Sequence[Any]) -> list[Any]:
-        return [self._loaded(cls, i, parse_fields(h)) for i, h in zip(ids, hashes, strict=True) if h.get("type")]
+        loaded = ((i, parse_fields(h)) for i, h in zip(ids, hashes, strict=True))
+        return [self._loaded(cls, i, fields) for i, fields in loaded if fields.get("type")]
 
     @staticmethod
     def _ids(members: Sequence[str], order: str) -> list[int]:

@@ -147,7 +147,9 @@ class Queue(QueueCore):
             p.execute()
 
     def _hgetall(self, job_id: int | str) -> dict[str, str]:
-        return cast(dict[str, str], self.client.hgetall(self.keys.job(job_id)))
+        return codec.decode_hash(
+            cast(Any, self.client).execute_command("HGETALL", self.keys.job(job_id), **codec.UNDECODED)
+        )
 
     # -- reading ------------------------------------------------------------------
     def get_job(self, job_id: int | str) -> Job:
@@ -200,7 +202,7 @@ class Queue(QueueCore):
         ids = self.job_ids(state, job_type, start, stop, order)
         with self.client.pipeline(transaction=False) as p:
             for job_id in ids:
-                p.hgetall(self.keys.job(job_id))
+                cast(Any, p).execute_command("HGETALL", self.keys.job(job_id), **codec.UNDECODED)
             hashes = p.execute()
         return self._loaded_many(Job, ids, hashes)
 
