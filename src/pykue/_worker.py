@@ -194,8 +194,8 @@ class WorkerEngine:
             err, line, msg = codec.error_text(error)
         else:
             err = line = msg = str(error)
-        attempts = codec.int_field(fields, "attempts") + 1
-        delay, warning = codec.backoff_delay(fields.get("backoff"), attempts, codec.int_field(fields, "delay"))
+        attempts = int(fields.get("attempts") or 0) + 1
+        delay, warning = codec.backoff_delay(fields.get("backoff"), attempts, int(fields.get("delay") or 0))
         if warning:
             log.warning("pykue: job %s: %s", job_id, warning)
         args = [self.keys.prefix, codec.now_ms(), job_id, token, err, line, msg, delay, mode]
