@@ -409,3 +409,30 @@ def test_a_record_set_aside_for_bad_bytes_can_be_listed_shown_and_removed(
     assert asyncio.run(from_asyncio()) == [1, "failed"]
     assert queue.get_job(1).remove() and raw.exists(f"{prefix}:job:1") == 0
     assert raw.zcard(f"{prefix}:jobs:failed") == 0
+
+
+def test_the_reaper_meeting_a_wrong_type_job_key_still_returns_the_other_jobs(
+    queue: pykue.Queue, r: redis.Redis, prefix: str
+) -> None:
+    for _ in range(2):
+        queue.create("w", {}).save()
+    now = codec.now_ms()
+    claimed = queue.scripts.call("claim", f"{prefix}:jobs", [prefix, now, "w", 2, 100, "dead:1", "wid", 0])
+    assert [claimed[0], claimed[3]] == ["1", "2"]
+    r.delete(f"{prefix}:job:1")
+    r.set(f"{prefix}:job:1", "not a hash")
+    assert queue.scripts.call("reap", f"{prefix}:jobs", [prefix, now + 1000, 1, 10]) == [1, 0]
+    assert r.hget(f"{prefix}:job:2", "state") == "inactive"
+    assert r.zscore(f"{prefix}:jobs:w:inactive", "01|2") is not None and r.hlen(f"{prefix}:pykue:owners") == 0
+
+
+def test_promotion_meeting_a_wrong_type_job_key_still_promotes_the_others(
+    queue: pykue.Queue, r: redis.Redis, prefix: str
+) -> None:
+    queue.create("w", {}).delay(1).save()
+    queue.create("w", {}).delay(2).save()
+    r.delete(f"{prefix}:job:1")
+    r.set(f"{prefix}:job:1", "not a hash")
+    assert queue.scripts.call("promote", f"{prefix}:jobs", [prefix, codec.now_ms() + 1000, 10]) == 1
+    assert r.hget(f"{prefix}:job:2", "state") == "inactive"
+    assert r.zcard(f"{prefix}:jobs:delayed") == 0
