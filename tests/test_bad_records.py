@@ -436,3 +436,13 @@ def test_promotion_meeting_a_wrong_type_job_key_still_promotes_the_others(
     assert queue.scripts.call("promote", f"{prefix}:jobs", [prefix, codec.now_ms() + 1000, 10]) == 1
     assert r.hget(f"{prefix}:job:2", "state") == "inactive"
     assert r.zcard(f"{prefix}:jobs:delayed") == 0
+
+
+@pytest.mark.parametrize(("completed", "total"), [(float("nan"), 1), (1, float("inf")), (10**400, 1), ("5", 10)])
+def test_progress_with_numbers_javascript_cannot_hold_is_refused(
+    queue: pykue.Queue, r: redis.Redis, prefix: str, completed: Any, total: Any
+) -> None:
+    job = queue.create("w", {}).save()
+    with pytest.raises(InvalidJobError, match="progress"):
+        job.progress(completed, total)
+    assert r.hget(f"{prefix}:job:1", "progress") is None

@@ -262,6 +262,8 @@ def new_job_fields(job_type: str, data_json: str, opts: JobOptions, now: int) ->
 
 def pct(completed: float, total: float) -> int:
     """Kue's progress: min(100, completed * 100 / total | 0)."""
+    check_number(completed, "progress completed")
+    check_number(total, "progress total")
     if total == 0:
         return 100 if completed else 0
     return min(100, int(completed * 100 / total))
