@@ -166,7 +166,8 @@ class AsyncQueueBase(QueueCore):
             await p.execute()
 
     async def _hgetall(self, job_id: int | str) -> dict[str, str]:
-        return cast(dict[str, str], await self.client.hgetall(self.keys.job(job_id)))
+        raw = await cast(Any, self.client).execute_command("HGETALL", self.keys.job(job_id), **codec.UNDECODED)
+        return codec.decode_hash(raw)
 
     # -- reading ------------------------------------------------------------------
     async def get_job(self, job_id: int | str) -> AsyncJob:
@@ -220,6 +221,6 @@ class AsyncQueueBase(QueueCore):
         ids = await self.job_ids(state, job_type, start, stop, order)
         async with self.client.pipeline(transaction=False) as p:
             for job_id in ids:
-                p.hgetall(self.keys.job(job_id))
+                cast(Any, p).execute_command("HGETALL", self.keys.job(job_id), **codec.UNDECODED)
             hashes = await p.execute()
         return self._loaded_many(AsyncJob, ids, hashes)

@@ -163,7 +163,8 @@ class QueueBase(QueueCore):
             p.execute()
 
     def _hgetall(self, job_id: int | str) -> dict[str, str]:
-        return cast(dict[str, str], self.client.hgetall(self.keys.job(job_id)))
+        raw = cast(Any, self.client).execute_command("HGETALL", self.keys.job(job_id), **codec.UNDECODED)
+        return codec.decode_hash(raw)
 
     # -- reading ------------------------------------------------------------------
     def get_job(self, job_id: int | str) -> Job:
@@ -217,6 +218,6 @@ class QueueBase(QueueCore):
         ids = self.job_ids(state, job_type, start, stop, order)
         with self.client.pipeline(transaction=False) as p:
             for job_id in ids:
-                p.hgetall(self.keys.job(job_id))
+                cast(Any, p).execute_command("HGETALL", self.keys.job(job_id), **codec.UNDECODED)
             hashes = p.execute()
         return self._loaded_many(Job, ids, hashes)
