@@ -25,6 +25,8 @@ NAMES = (
     "set_priority",
     "repair_tokens",
     "unlock",
+    "watchdog",
+    "expire_unowned",
 )
 
 

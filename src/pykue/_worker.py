@@ -24,10 +24,11 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from . import _codec as codec
-from ._events import decode, encode
+from ._events import decode
 from ._job import parse_fields
 from ._keys import PROMOTION_LOCK, TTL_LOCK, Keys
 from ._scripts import AsyncScripts
+from ._watchdog import AckLog, WatchdogPass, expire_unowned, watchdog_pass
 
 log = logging.getLogger("pykue.worker")
 
@@ -45,10 +46,18 @@ class Settings:
     reap_interval: float = 1.0
     repair_interval: float = 5.0
     shutdown_timeout: float = 5.0
+    # The fleet watchdog (see _watchdog.py). stuck_after_ms > 0 opts in to returning unowned
+    # active jobs not updated for that long (a dead Node worker's) and re-indexing orphans.
+    stuck_after_ms: int = 0
+    ttl_grace_ms: int = 1000  # how long a Node worker has to ack "ttl exceeded" (Kue waits 1 s)
+    watchdog_interval: float = 1.0
+    watchdog_batch: int = 100  # SCAN COUNT per sweep: the bound on one pass's work
 
     def __post_init__(self) -> None:
         if self.lease_ms < 100 or self.max_stalled < 0 or self.batch < 1:
             raise ValueError("lease_ms >= 100, max_stalled >= 0 and batch >= 1 are required")
+        if self.stuck_after_ms < 0 or self.ttl_grace_ms < 0 or self.watchdog_batch < 1:
+            raise ValueError("stuck_after_ms >= 0 (0: off), ttl_grace_ms >= 0 and watchdog_batch >= 1 are required")
 
 
 RunFn = Callable[[int, str, dict[str, str]], Awaitable[Any]]
@@ -287,6 +296,7 @@ class Maintenance:
         self.types: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
+        self.acks = AckLog(keep_s=10 * max(1.0, settings.ttl_grace_ms / 1000))
 
     def start(self) -> None:
         if self._task is None:
@@ -301,10 +311,11 @@ class Maintenance:
     async def _loop(self) -> None:
         s = self.settings
         loop = asyncio.get_running_loop()
-        due = dict.fromkeys(("promote", "ttl", "reap", "repair"), 0.0)
-        every = {"promote": s.promote_interval, "ttl": s.ttl_interval,
-                 "reap": s.reap_interval, "repair": s.repair_interval}  # fmt: skip
-        jobs = {"promote": self.promote, "ttl": self.check_ttl, "reap": self.reap, "repair": self.repair}
+        due = dict.fromkeys(("promote", "ttl", "reap", "repair", "watchdog"), 0.0)
+        every = {"promote": s.promote_interval, "ttl": s.ttl_interval, "reap": s.reap_interval,
+                 "repair": s.repair_interval, "watchdog": s.watchdog_interval}  # fmt: skip
+        jobs = {"promote": self.promote, "ttl": self.check_ttl, "reap": self.reap, "repair": self.repair,
+                "watchdog": self.watchdog}  # fmt: skip
         while not self._stop.is_set():
             now = loop.time()
             for name, when in due.items():
@@ -339,6 +350,12 @@ class Maintenance:
             return 0
         return int(await self.scripts.call("repair_tokens", self.keys.jobs, [self.keys.prefix, *sorted(self.types)]))
 
+    async def watchdog(self) -> WatchdogPass:
+        """Clean up after Node processes and kue.app (stale leases and marks; with
+        stuck_after_ms, dead Node workers' jobs and orphans): one bounded step per call."""
+        s = self.settings
+        return await watchdog_pass(self.scripts, self.keys, s.stuck_after_ms, s.max_stalled, s.watchdog_batch)
+
     async def check_ttl(self) -> None:
         await self._locked(TTL_LOCK, self._ttl_pass)
 
@@ -346,10 +363,11 @@ class Maintenance:
         """Fail jobs of ours past their TTL; tell Node's workers about theirs, as Kue does."""
         now = codec.now_ms()
         expired = await self.client.zrangebyscore(self.keys.state("active"), 100000, now, start=0, num=1000)
+        unowned: list[int] = []
         for member in expired:
             job_id = int((member.decode() if isinstance(member, bytes) else member).split("|", 1)[1])
             if not await self.client.hexists(self.keys.owners, job_id):
-                await self.client.publish(self.keys.events, encode(job_id, "ttl exceeded"))
+                unowned.append(job_id)  # a Node worker's: announced, then failed if nobody acks
                 continue
             raw = await self.client.hmget(self.keys.job(job_id), "backoff", "delay", "attempts")
             backoff, delay, made = (x.decode() if isinstance(x, bytes) else x for x in raw)
@@ -357,6 +375,7 @@ class Maintenance:
             msg = "TTL exceeded"
             args = [self.keys.prefix, now, job_id, "*", msg, msg, msg, ms, "ttl"]
             await self.scripts.call("fail", self.keys.jobs, args)
+        await expire_unowned(self.client, self.scripts, self.keys, unowned, self.settings.ttl_grace_ms, self.acks)
 
 
 class Subscriber:
@@ -415,6 +434,7 @@ class Runtime:
                               self.settings, len(self.engines) + 1)  # fmt: skip
         if not self.engines:
             await self.subscribe(self._answer_ttl)
+            await self.subscribe(self.maintenance.acks.hear)
         self.engines.append(engine)
         engine.start()
         self.maintenance.types.add(job_type)

@@ -19,9 +19,9 @@ end
 local requeued, failed = 0, 0
 for _, id in ipairs(orphans) do
   local key = jobkey(id)
-  local f = redis.call('HMGET', key, 'state', 'type', 'priority')
+  local f = redis.call('HMGET', key, 'state', 'type', 'priority', 'attempts', 'failed_at')
   if f[1] == 'active' and f[2] then
-    local stalls = redis.call('HINCRBY', STALLS, id, 1)
+    local stalls = count_stall(id, stall_run(f[4], f[5]))
     local pri = tonumber(f[3]) or 0
     if stalls > max_stalled then
       local msg = 'job stalled more than allowable limit'

@@ -3,6 +3,9 @@
 //   node kue-tool.js get ID                             -> Job.get(ID).toJSON() + raw hash
 //   node kue-tool.js log ID TEXT | logs ID | counts TYPE
 //   node kue-tool.js work TYPE MODE [CONCURRENCY]       -> "ready", then a line per job
+//       MODE ok | log | fail | slow (3 s) | hang (never calls done: kill it to make a dead worker)
+//       | popped (Kue's real BLPOP + zpop + Job.get, then stops before job.active(): {"popped":ID})
+//   node kue-tool.js state ID STATE                     -> Job.get(ID).state(STATE), as kue.app does
 //   node kue-tool.js creator | processor                -> the seed's 7-job_creator/processor
 //   node kue-tool.js app PORT                           -> kue.app (the JSON API) on PORT
 'use strict';
@@ -71,14 +74,22 @@ const commands = {
   },
   work() {
     const [type, mode, conc] = args;
+    if (mode === 'popped') kue.Job.prototype.active = function () { out({ popped: this.id }); };
     queue.process(type, Number(conc || 1), (job, done) => {
       out({ worked: job.id, data: job.data, priority: job.priority(), attempts: job._attempts });
       if (mode === 'log') job.log('node saw %s', job.id);
       if (mode === 'fail') return done(new Error('node says no ' + job.id));
       if (mode === 'slow') return setTimeout(done, 3000);
+      if (mode === 'hang') return;
       done(null, { by: 'node', id: job.id });
     });
     out('ready');
+  },
+  state() {
+    kue.Job.get(args[0], (err, job) => {
+      if (err) { out({ error: String(err.message || err) }); return bye(1); }
+      job.state(args[1], (e) => { out({ state: args[1], error: e ? String(e) : null }); bye(e ? 1 : 0); });
+    });
   },
   creator() {
     const jobs = require('./seed-jobs.json');

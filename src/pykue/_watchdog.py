@@ -1,0 +1,82 @@
+"""pykue as the watchdog of a mixed Node/Python fleet.
+
+Node Kue leaves work behind that no Kue process ever picks up again: the active jobs of a
+worker that died, jobs it popped but never marked active, TTL'd jobs whose worker is gone,
+and (through kue.app or job.state()) pykue lease entries of jobs it moved. `Maintenance`
+calls the passes here; each is one bounded Lua call (`watchdog.lua`, `expire_unowned.lua`).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from . import _codec as codec
+from ._events import decode
+from ._keys import Keys
+from ._scripts import AsyncScripts
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h)?\s*$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+
+
+def parse_duration_ms(text: str) -> int:
+    """ "30s", "5m", "1h", "250ms" or a bare number of milliseconds."""
+    m = _DURATION.match(text)
+    if m is None:
+        raise ValueError(f"a duration looks like 500, 250ms, 30s, 5m or 1h; got {text!r}")
+    return int(m.group(1)) * _UNIT_MS[m.group(2) or "ms"]
+
+
+@dataclass(frozen=True)
+class WatchdogPass:
+    owners_dropped: int
+    marks_dropped: int
+    requeued: int
+    failed: int
+    reindexed: int
+
+
+async def watchdog_pass(scripts: AsyncScripts, keys: Keys, stuck_after_ms: int, max_stalled: int,
+                        batch: int) -> WatchdogPass:  # fmt: skip
+    args = [keys.prefix, codec.now_ms(), stuck_after_ms, max_stalled, batch]
+    return WatchdogPass(*(int(x) for x in await scripts.call("watchdog", keys.jobs, args)))
+
+
+class AckLog:
+    """The `ttl exceeded ack`s heard lately: a Kue worker that acked is failing its job itself
+    (in several round trips), so pykue must not fail the same run a second time meanwhile."""
+
+    def __init__(self, keep_s: float) -> None:
+        self.keep_s = keep_s
+        self._heard: dict[int, float] = {}
+
+    def hear(self, message: str) -> None:
+        if '"ttl exceeded ack"' not in message:  # cheap filter: most messages are not acks
+            return
+        decoded = decode(message)
+        if decoded is not None and decoded[1] == "ttl exceeded ack":
+            self._heard[decoded[0]] = time.monotonic()
+
+    def recent(self, job_id: int) -> bool:
+        now = time.monotonic()
+        self._heard = {k: t for k, t in self._heard.items() if now - t < self.keep_s}
+        return job_id in self._heard
+
+
+async def expire_unowned(client: Any, scripts: AsyncScripts, keys: Keys, ids: list[int], grace_ms: int,
+                         acks: AckLog) -> list[int]:  # fmt: skip
+    """Announce, then after `grace_ms` fail, TTL'd jobs no pykue worker owns. Returns the failed."""
+    ids = [i for i in ids if not acks.recent(i)]
+    if not ids:
+        return []
+    args: list[Any] = [keys.prefix, codec.now_ms(), grace_ms]
+    for job_id in ids:
+        raw = await client.hmget(keys.job(job_id), "backoff", "delay", "attempts")
+        backoff, delay, made = (x.decode() if isinstance(x, bytes) else x for x in raw)
+        ms, _ = codec.backoff_delay(backoff, int(made or 0) + 1, int(delay or 0))
+        args += (job_id, ms)
+    out = await scripts.call("expire_unowned", keys.jobs, args)
+    return [job_id for job_id, r in zip(ids, out, strict=True) if int(r) == 2]

@@ -1,0 +1,135 @@
+-- The fleet watchdog: one bounded step of four sweeps over what Node Kue processes (and
+-- people using kue.app) leave behind, each resuming from a cursor kept in P:pykue:watchdog,
+-- so no pass scans everything and no pass ever calls KEYS.
+--   owners  drop pykue lease entries whose job is no longer active (moved by kue.app or
+--           Node's job.state(): the old run's outcome is then refused, its worker told)
+--   marks   drop stall counts and TTL marks of jobs that are gone or no longer running
+--   active  (stuck_after > 0) an active job no pykue worker owns, without a TTL, not updated
+--           for stuck_after ms (its Node worker died) goes back to inactive; counted as a
+--           stall, and failed for good past max_stalled, as the reaper does
+--   keys    (stuck_after > 0) SCAN for job hashes in no set of their state (Kue popped them
+--           and died before marking them active) and index them again, once stuck_after old
+-- ARGV: prefix, now, stuck_after_ms (0 = only the owners and marks sweeps), max_stalled,
+--       count (SCAN COUNT per sweep)
+-- Returns {owners_dropped, marks_dropped, requeued, failed, reindexed}.
+local now, stuck, max_stalled, count = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local WD, TTLS = k('pykue:watchdog'), k('pykue:ttl')
+local RUNNING = { inactive = true, active = true, delayed = true }
+local KNOWN = { inactive = true, active = true, delayed = true, complete = true, failed = true }
+
+-- One page of a SCAN-family command from the cursor saved under `name` (key nil: SCAN).
+local function step(name, cmd, key, ...)
+  local cursor, r = redis.call('HGET', WD, name) or '0', nil
+  if key then r = redis.call(cmd, key, cursor, ...) else r = redis.call(cmd, cursor, ...) end
+  redis.call('HSET', WD, name, r[1])
+  return r[2]
+end
+
+local function id_of(z) return string.sub(z, (string.find(z, '|', 1, true) or 0) + 1) end
+
+local function sweep_owners()
+  local dropped, page = 0, step('owners', 'HSCAN', OWNERS, 'COUNT', count)
+  for i = 1, #page, 2 do
+    if redis.call('HGET', jobkey(page[i]), 'state') ~= 'active' then
+      drop_lease(page[i], page[i + 1])
+      dropped = dropped + 1
+    end
+  end
+  return dropped
+end
+
+-- A stall count outlives its run when Node or kue.app ends it; a TTL mark when Node fails it.
+local function sweep_marks()
+  local dropped = 0
+  local page = step('stalls', 'HSCAN', STALLS, 'COUNT', count)
+  for i = 1, #page, 2 do
+    local f = redis.call('HMGET', jobkey(page[i]), 'state', 'attempts', 'failed_at')
+    local run = string.match(page[i + 1], '^%d+@(.*)$')
+    if not RUNNING[f[1] or ''] or (run and run ~= stall_run(f[2], f[3])) then
+      redis.call('HDEL', STALLS, page[i])
+      dropped = dropped + 1
+    end
+  end
+  page = step('ttl', 'HSCAN', TTLS, 'COUNT', count)
+  for i = 1, #page, 2 do
+    if redis.call('HGET', jobkey(page[i]), 'state') ~= 'active' then
+      redis.call('HDEL', TTLS, page[i])
+      dropped = dropped + 1
+    end
+  end
+  return dropped
+end
+
+local function stalled(id, f)
+  local key, pri = jobkey(id), tonumber(f[3]) or 0
+  if count_stall(id, stall_run(f[5], f[6])) > max_stalled then
+    local msg = 'job stalled more than allowable limit'
+    redis.call('HSET', key, 'error', msg, 'failed_at', now, 'updated_at', now)
+    redis.call('RPUSH', key .. ':log', msg)
+    set_state(id, f[2], 'active', 'failed', pri)
+    publish(id, 'failed', ',' .. jstr(msg) .. ',null')
+    return 'failed'
+  end
+  redis.call('RPUSH', key .. ':log', 'pykue watchdog: active, owned by no pykue worker and not updated for '
+    .. stuck .. ' ms; back to inactive')
+  requeue(id, f[2], 'active', pri, now, nil)
+  return 'requeued'
+end
+
+local function sweep_active()
+  local requeued, failed = 0, 0
+  local page = step('active', 'ZSCAN', k('jobs:active'), 'COUNT', count)
+  for i = 1, #page, 2 do
+    local z, score = page[i], tonumber(page[i + 1])
+    local id = id_of(z)
+    local f = redis.call('HMGET', jobkey(id), 'state', 'type', 'priority', 'updated_at', 'attempts', 'failed_at')
+    local old = now - (tonumber(f[4]) or 0) >= stuck
+    -- a TTL'd job is the TTL checker's (Kue fails it, spending an attempt); an owned one the reaper's
+    if f[1] == 'active' and f[2] and old and score < 100000 and redis.call('HEXISTS', OWNERS, id) == 0 then
+      if stalled(id, f) == 'failed' then failed = failed + 1 else requeued = requeued + 1 end
+    elseif not f[1] then
+      redis.call('ZREM', k('jobs:active'), z)
+    end
+  end
+  return requeued, failed
+end
+
+local function glob(s) return (string.gsub(s, '[%*%?%[%]\\]', '\\%0')) end
+
+-- Index a job hash that is in no set of its state (never one moments old: a Node process may
+-- be between its pop and its state change).
+local function reindex(id)
+  local key = jobkey(id)
+  local f = redis.call('HMGET', key, 'state', 'type', 'priority', 'updated_at', 'created_at', 'promote_at', 'ttl')
+  local state, jtype = f[1], f[2]
+  if not jtype or not KNOWN[state or ''] then return 0 end
+  local z = zid(id)
+  if redis.call('ZSCORE', k('jobs:' .. jtype .. ':' .. state), z) then return 0 end
+  local at = tonumber(f[4]) or tonumber(f[5]) or 0
+  if now - at < stuck then return 0 end
+  local pri, score = tonumber(f[3]) or 0, nil
+  if state == 'delayed' then score = tonumber(f[6]) or now end
+  if state == 'active' then score = active_score(pri, f[7], at) end
+  redis.call('ZADD', k('jobs'), pri, z)
+  set_state(id, jtype, nil, state, pri, score, true)
+  redis.call('RPUSH', key .. ':log', 'pykue watchdog: ' .. state .. ' but in no ' .. state .. ' set; indexed again')
+  if state == 'inactive' then publish(id, 'enqueue', ',' .. jstr(jtype)) end
+  return 1
+end
+
+local function sweep_keys()
+  local reindexed, skip = 0, #P + 6
+  for _, key in ipairs(step('keys', 'SCAN', nil, 'MATCH', glob(P) .. ':job:*', 'COUNT', count)) do
+    local id = string.sub(key, skip)
+    if string.match(id, '^%d+$') then reindexed = reindexed + reindex(id) end
+  end
+  return reindexed
+end
+
+local owners, marks = sweep_owners(), sweep_marks()
+local requeued, failed, reindexed = 0, 0, 0
+if stuck > 0 then
+  requeued, failed = sweep_active()
+  reindexed = sweep_keys()
+end
+return { owners, marks, requeued, failed, reindexed }
