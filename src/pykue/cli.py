@@ -21,6 +21,7 @@ import redis
 
 import pykue
 from pykue._keys import STATES
+from pykue._watchdog import parse_duration_ms
 
 redis_opt = click.option("--redis", "redis_url", default=None, envvar="REDIS_URL", help="Redis URL.")
 prefix_opt = click.option("--prefix", default="q", show_default=True, help="Key prefix (Kue's default is q).")
@@ -86,13 +87,16 @@ def _load_handler(spec: str) -> Callable[..., Any]:
 @click.option("--type", "job_type", required=True, help="Job type to process.")
 @click.option("--concurrency", "-c", default=1, show_default=True)
 @click.option("--burst", is_flag=True, help="Exit once no job of the type is left.")
+@click.option("--stuck-after", help="Watchdog: re-queue active jobs no pykue worker owns, idle this long (30s, 5m).")
 @redis_opt
 @prefix_opt
 @friendly
-def worker(handler: str, job_type: str, concurrency: int, burst: bool, redis_url: str | None, prefix: str) -> None:
+def worker(handler: str, job_type: str, concurrency: int, burst: bool, stuck_after: str | None,
+           redis_url: str | None, prefix: str) -> None:  # fmt: skip
     """Process jobs with HANDLER (module:function); graceful on SIGTERM/Ctrl-C."""
+    settings = pykue.Settings(stuck_after_ms=parse_duration_ms(stuck_after)) if stuck_after else None
     fn = _load_handler(handler)
-    queue = pykue.create_queue(redis_url, prefix=prefix)
+    queue = pykue.create_queue(redis_url, prefix=prefix, settings=settings)
     queue.process(job_type, concurrency, fn)
     click.echo(f"pykue worker: {job_type} x{concurrency} on {queue.url}", err=True)
 
