@@ -160,18 +160,23 @@ def own(private: EmbeddedRedis, prefix: str) -> Iterator[Fleet]:
     client.close()
 
 
-def test_an_old_orphan_is_indexed_again_a_young_one_is_not(own: Fleet) -> None:
+def test_an_orphan_is_indexed_again_once_seen_orphaned_for_stuck_after(own: Fleet) -> None:
     fleet = own
-    fleet.job(1, "inactive", indexed=False, updated_at=T0)
-    fleet.job(2, "inactive", indexed=False, updated_at=T0 + 900)  # a Node worker may be activating it
+    fleet.job(1, "inactive", indexed=False)
+    fleet.job(2, "inactive", indexed=False)  # a live Node worker between its zpop and job.active()
     fleet.job(3, "delayed", indexed=False, promote_at=T0 + 5000)
     fleet.job(4, "inactive")
     fleet.r.set(f"{fleet.prefix}:job:types", "not a job")  # P:job:* also matches Kue's own keys
-    assert fleet.cycle(T0 + 1000)[0] == 2
-    assert fleet.indexed(1, "inactive") and not fleet.indexed(2, "inactive") and fleet.indexed(3, "delayed")
+    assert fleet.cycle(T0 + 1000)[0] == 0  # a first sight is only noted, however old the job
+    fleet.job(2, "active", updated_at=T0 + 1001)  # ... and that worker makes it active
+    assert fleet.cycle(T0 + 1999)[0] == 0
+    assert fleet.cycle(T0 + 2000)[0] == 2
+    assert fleet.indexed(1, "inactive") and fleet.indexed(3, "delayed")
+    assert fleet.indexed(2, "active") and not fleet.indexed(2, "inactive")
     assert fleet.r.zscore(fleet.keys.state("delayed"), "01|3") == T0 + 5000
     assert fleet.r.llen(fleet.keys.tokens("mail")) == 1
-    assert fleet.cycle(T0 + 2000)[0] == 1 and fleet.indexed(2, "inactive")
+    assert "indexed again" in fleet.r.lrange(fleet.keys.log(1), 0, -1)[0]
+    assert not fleet.r.exists(f"{fleet.prefix}:pykue:orphans")
     assert fleet.cycle(T0 + 3000)[0] == 0  # nothing twice
 
 
@@ -181,6 +186,7 @@ def test_orphans_are_found_incrementally_with_a_persisted_cursor(own: Fleet, pre
     orphans = {7, 150, 299, 300, 451}
     for job_id in range(1, 501):
         fleet.job(job_id, "inactive", indexed=job_id not in orphans)
+    assert fleet.cycle(T0, count=20)[0] == 0
     found, passes = fleet.cycle(T0 + 1000, count=20)
     assert found == len(orphans) and all(fleet.indexed(i, "inactive") for i in orphans)
     assert passes >= 10  # ~1,000 keys at COUNT 20: many short calls, never one long one

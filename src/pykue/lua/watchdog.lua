@@ -8,12 +8,14 @@
 --           for stuck_after ms (its Node worker died) goes back to inactive; counted as a
 --           stall, and failed for good past max_stalled, as the reaper does
 --   keys    (stuck_after > 0) SCAN for job hashes in no set of their state (Kue popped them
---           and died before marking them active) and index them again, once stuck_after old
+--           and died before marking them active) and index them again once seen so, unchanged,
+--           for stuck_after ms: a live Node worker is between its pop and job.active() for
+--           a few ms only, and must not have its job taken from it
 -- ARGV: prefix, now, stuck_after_ms (0 = only the owners and marks sweeps), max_stalled,
 --       count (SCAN COUNT per sweep)
 -- Returns {owners_dropped, marks_dropped, requeued, failed, reindexed}.
 local now, stuck, max_stalled, count = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
-local WD, TTLS = k('pykue:watchdog'), k('pykue:ttl')
+local WD, TTLS, SUSPECTS = k('pykue:watchdog'), k('pykue:ttl'), k('pykue:orphans')
 local RUNNING = { inactive = true, active = true, delayed = true }
 local KNOWN = { inactive = true, active = true, delayed = true, complete = true, failed = true }
 
@@ -57,6 +59,14 @@ local function sweep_marks()
       dropped = dropped + 1
     end
   end
+  page = step('orphans', 'HSCAN', SUSPECTS, 'COUNT', count)
+  for i = 1, #page, 2 do
+    local f = redis.call('HMGET', jobkey(page[i]), 'state', 'type')
+    if not f[2] or not f[1] or redis.call('ZSCORE', k('jobs:' .. f[2] .. ':' .. f[1]), zid(page[i])) then
+      redis.call('HDEL', SUSPECTS, page[i])
+      dropped = dropped + 1
+    end
+  end
   return dropped
 end
 
@@ -96,8 +106,8 @@ end
 
 local function glob(s) return (string.gsub(s, '[%*%?%[%]\\]', '\\%0')) end
 
--- Index a job hash that is in no set of its state (never one moments old: a Node process may
--- be between its pop and its state change).
+-- Index a job hash that is in no set of its state, once it has been seen so, unchanged, for
+-- stuck_after ms: the first sight only records "<state>@<updated_at>@<now>" in SUSPECTS.
 local function reindex(id)
   local key = jobkey(id)
   local f = redis.call('HMGET', key, 'state', 'type', 'priority', 'updated_at', 'created_at', 'promote_at', 'ttl')
@@ -106,7 +116,14 @@ local function reindex(id)
   local z = zid(id)
   if redis.call('ZSCORE', k('jobs:' .. jtype .. ':' .. state), z) then return 0 end
   local at = tonumber(f[4]) or tonumber(f[5]) or 0
-  if now - at < stuck then return 0 end
+  local seen = state .. '@' .. at .. '@'
+  local mark = redis.call('HGET', SUSPECTS, id)
+  if not mark or string.sub(mark, 1, #seen) ~= seen then
+    redis.call('HSET', SUSPECTS, id, seen .. now)
+    return 0
+  end
+  if now - tonumber(string.sub(mark, #seen + 1)) < stuck then return 0 end
+  redis.call('HDEL', SUSPECTS, id)
   local pri, score = tonumber(f[3]) or 0, nil
   if state == 'delayed' then score = tonumber(f[6]) or now end
   if state == 'active' then score = active_score(pri, f[7], at) end
