@@ -56,7 +56,7 @@ class Fleet:
         while True:
             passes += 1
             found += self.run(now, count=count)[4]
-            if self.r.hget(f"{self.prefix}:pykue:watchdog", "keys") == "0":
+            if self.r.hget(self.keys.watchdog, "keys") == "0":
                 return found, passes
             assert passes < 1000
 
@@ -140,10 +140,10 @@ def test_stall_counts_and_ttl_marks_of_ended_runs_are_swept(fleet: Fleet) -> Non
     fleet.job(2, "inactive", attempts=2)
     fleet.job(3, "inactive", attempts=1)
     fleet.r.hset(fleet.keys.stalls, mapping={"1": "1@0/", "2": "1@1/", "3": "1@1/", "4": "1@0/"})
-    fleet.r.hset(f"{fleet.prefix}:pykue:ttl", mapping={"1": f"5@{T0}", "3": f"5@{T0}"})
+    fleet.r.hset(fleet.keys.ttl_marks, mapping={"1": f"5@{T0}", "3": f"5@{T0}"})
     assert fleet.run(T0, stuck_after=0)[1] == 5
     assert fleet.r.hgetall(fleet.keys.stalls) == {"3": "1@1/"}  # the only count of a run still going
-    assert not fleet.r.exists(f"{fleet.prefix}:pykue:ttl")
+    assert not fleet.r.exists(fleet.keys.ttl_marks)
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +176,7 @@ def test_an_orphan_is_indexed_again_once_seen_orphaned_for_stuck_after(own: Flee
     assert fleet.r.zscore(fleet.keys.state("delayed"), "01|3") == T0 + 5000
     assert fleet.r.llen(fleet.keys.tokens("mail")) == 1
     assert "indexed again" in fleet.r.lrange(fleet.keys.log(1), 0, -1)[0]
-    assert not fleet.r.exists(f"{fleet.prefix}:pykue:orphans")
+    assert not fleet.r.exists(fleet.keys.orphans)
     assert fleet.cycle(T0 + 3000)[0] == 0  # nothing twice
 
 
@@ -244,7 +244,7 @@ def test_an_ack_heard_keeps_pykue_from_failing_the_job_a_second_time(url: str, f
         finally:
             await client.aclose()
 
-    assert asyncio.run(twice(acked)) == [] and not fleet.r.exists(f"{fleet.prefix}:pykue:ttl")
+    assert asyncio.run(twice(acked)) == [] and not fleet.r.exists(fleet.keys.ttl_marks)
     assert fleet.state(1) == "active"
     assert asyncio.run(twice(AckLog(keep_s=60))) == [1]  # announced, then failed: nobody acked
     assert fleet.r.hget(fleet.keys.job(1), "attempts") == "1" and fleet.state(1) == "failed"
