@@ -8,6 +8,7 @@ calls the passes here; each is one bounded Lua call (`watchdog.lua`, `expire_uno
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from ._events import decode
 from ._keys import Keys
 from ._scripts import AsyncScripts
 
+log = logging.getLogger("pykue.watchdog")
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h)?\s*$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 
@@ -42,7 +44,11 @@ class WatchdogPass:
 async def watchdog_pass(scripts: AsyncScripts, keys: Keys, stuck_after_ms: int, max_stalled: int,
                         batch: int) -> WatchdogPass:  # fmt: skip
     args = [keys.prefix, codec.now_ms(), stuck_after_ms, max_stalled, batch]
-    return WatchdogPass(*(int(x) for x in await scripts.call("watchdog", keys.jobs, args)))
+    done = WatchdogPass(*(int(x) for x in await scripts.call("watchdog", keys.jobs, args)))
+    if done.requeued or done.failed or done.reindexed:
+        log.warning("pykue watchdog: %d stuck job(s) back to inactive, %d failed (stalled too often), "
+                    "%d orphan(s) indexed again", done.requeued, done.failed, done.reindexed)  # fmt: skip
+    return done
 
 
 class AckLog:
@@ -58,12 +64,14 @@ class AckLog:
             return
         decoded = decode(message)
         if decoded is not None and decoded[1] == "ttl exceeded ack":
-            self._heard[decoded[0]] = time.monotonic()
+            now = time.monotonic()
+            if len(self._heard) > 10_000:
+                self._heard = {k: t for k, t in self._heard.items() if now - t < self.keep_s}
+            self._heard[decoded[0]] = now
 
     def recent(self, job_id: int) -> bool:
-        now = time.monotonic()
-        self._heard = {k: t for k, t in self._heard.items() if now - t < self.keep_s}
-        return job_id in self._heard
+        heard = self._heard.get(job_id)
+        return heard is not None and time.monotonic() - heard < self.keep_s
 
 
 async def expire_unowned(client: Any, scripts: AsyncScripts, keys: Keys, ids: list[int], grace_ms: int,
@@ -79,4 +87,7 @@ async def expire_unowned(client: Any, scripts: AsyncScripts, keys: Keys, ids: li
         ms, _ = codec.backoff_delay(backoff, int(made or 0) + 1, int(delay or 0))
         args += (job_id, ms)
     out = await scripts.call("expire_unowned", keys.jobs, args)
-    return [job_id for job_id, r in zip(ids, out, strict=True) if int(r) == 2]
+    failed = [job_id for job_id, r in zip(ids, out, strict=True) if int(r) == 2]
+    if failed:
+        log.warning('pykue: no Kue worker acked "ttl exceeded" for job(s) %s; failed them as Kue would', failed)
+    return failed

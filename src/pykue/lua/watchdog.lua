@@ -97,7 +97,7 @@ local function sweep_active()
     -- a TTL'd job is the TTL checker's (Kue fails it, spending an attempt); an owned one the reaper's
     if f[1] == 'active' and f[2] and old and score < 100000 and redis.call('HEXISTS', OWNERS, id) == 0 then
       if stalled(id, f) == 'failed' then failed = failed + 1 else requeued = requeued + 1 end
-    elseif not f[1] then
+    elseif redis.call('EXISTS', jobkey(id)) == 0 then  -- a stray entry left by a removal
       redis.call('ZREM', k('jobs:active'), z)
     end
   end
