@@ -293,10 +293,10 @@ class Maintenance:
 
     def __init__(self, client: Any, scripts: AsyncScripts, keys: Keys, settings: Settings) -> None:
         self.client, self.scripts, self.keys, self.settings = client, scripts, keys, settings
+        self.acks = AckLog(keep_s=10 * max(1.0, settings.ttl_grace_ms / 1000))
         self.types: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
-        self.acks = AckLog(keep_s=10 * max(1.0, settings.ttl_grace_ms / 1000))
 
     def start(self) -> None:
         if self._task is None:
