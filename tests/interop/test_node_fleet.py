@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 import urllib.request
 from collections import Counter
 from typing import Any
@@ -18,6 +19,7 @@ import redis
 
 import pykue
 from pykue import EmbeddedRedis, Settings
+from pykue._scripts import Scripts
 from tests.conftest import FAST, PY, py_env
 from tests.helpers import wait_for
 from tests.interop.conftest import Kue, stop
@@ -187,4 +189,35 @@ def test_kue_app_state_change_drops_pykue_lease(kue: Kue, kue_redis: EmbeddedRed
     assert completed == [after]
     assert r.hget(f"q:job:{held}", "state") == "complete" and not r.hexists(f"q:job:{held}", "result")
     assert r.hget(f"q:job:{held}", "attempts") is None
+    r.close()
+
+
+def test_busy_node_workers_keep_their_jobs_under_an_eager_watchdog(kue: Kue, kue_redis: EmbeddedRedis) -> None:
+    """Watchdog passes back to back while real Node workers pop and activate 300 jobs older
+    than stuck_after: a job seen between Kue's pop and job.active() is not indexed again
+    (that would let a second worker run it), and no live worker's job is taken."""
+    producer = pykue.create_queue(kue_redis.url)
+    ids = [job.id for job in producer.save_many(producer.create("busy", {"n": n}) for n in range(300))]
+    producer.shutdown()
+    r = redis.Redis.from_url(kue_redis.url, decode_responses=True)
+    scripts, done = Scripts(r), threading.Event()
+    found = [0, 0, 0]  # passes, requeued, indexed again
+
+    def watch() -> None:
+        while not done.is_set():
+            out = scripts.call("watchdog", "q:jobs", ["q", int(time.time() * 1000), 150, 1, 100])
+            found[0], found[1], found[2] = found[0] + 1, found[1] + int(out[2]), found[2] + int(out[4])
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    node = kue.spawn("work", "busy", "ok", "8")
+    try:
+        worked = [read_json(node)["worked"] for _ in range(300)]
+        wait_for(lambda: r.zcard("q:jobs:busy:complete") == 300, what="Node to complete all 300")
+    finally:
+        done.set()
+        watcher.join()
+        stop(node)
+    assert Counter(worked) == Counter(dict.fromkeys(ids, 1))
+    assert found[0] > 50 and found[1:] == [0, 0]
     r.close()
