@@ -221,3 +221,30 @@ def test_busy_node_workers_keep_their_jobs_under_an_eager_watchdog(kue: Kue, kue
     assert Counter(worked) == Counter(dict.fromkeys(ids, 1))
     assert found[0] > 50 and found[1:] == [0, 0]
     r.close()
+
+
+def test_a_live_node_worker_answers_pykues_ttl_checker(kue: Kue, kue_redis: EmbeddedRedis,
+                                                      caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    """Item 8, the other side: only pykue checks TTLs (the Node process's own checker is
+    parked); the live Node worker hears pykue's "ttl exceeded", fails its job and acks, and
+    pykue does not fail it a second time."""
+    caplog.set_level("WARNING", logger="pykue.watchdog")
+    q = pykue.create_queue(kue_redis.url, settings=Settings(lease_ms=1000, ttl_interval=0.05, block_timeout=0.2,
+                                                            ttl_grace_ms=300))  # fmt: skip
+    q.process("unrelated", lambda job: None)  # runs pykue's TTL checker
+    acks: list[int] = []
+    q.on("job ttl exceeded ack", lambda job_id: acks.append(job_id))
+    parked = Kue(kue.node, kue_redis.url, "q")
+    parked.env["KUE_CHECK_INTERVAL"] = "3600000"
+    node = parked.spawn("work", "ttllive", "hang", "1")
+    try:
+        [created] = kue.run("create", "ttllive", "{}", '{"ttl":300}')
+        assert read_json(node)["worked"] == created["id"]
+        wait_for(lambda: q.get_job(created["id"]).state == "failed", timeout=15, what="the TTL failure")
+        wait_for(lambda: acks == [created["id"]], what="the Node worker's ack")
+    finally:
+        stop(node)
+    job = q.get_job(created["id"])
+    q.shutdown(1)
+    assert job.attempts_made == 1 and job.error == "TTL exceeded"
+    assert not any("no Kue worker acked" in m for m in caplog.messages)

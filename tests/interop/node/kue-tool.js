@@ -15,7 +15,9 @@ if (!process.env.REDIS_URL) {
   console.error('kue-tool: set REDIS_URL (e.g. redis://127.0.0.1:PORT/0)');
   process.exit(2);
 }
-const queue = kue.createQueue({ prefix: process.env.KUE_PREFIX || 'q', redis: process.env.REDIS_URL });
+// KUE_CHECK_INTERVAL (ms): Kue's promotion and TTL checker period (1000); a huge one leaves both to pykue.
+const promotion = process.env.KUE_CHECK_INTERVAL ? { interval: Number(process.env.KUE_CHECK_INTERVAL) } : undefined;
+const queue = kue.createQueue({ prefix: process.env.KUE_PREFIX || 'q', redis: process.env.REDIS_URL, promotion });
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
 const [cmd, ...args] = process.argv.slice(2);
 const bye = (code) => queue.shutdown(1000, () => process.exit(code || 0));
