@@ -25,7 +25,8 @@ _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 
 
 def parse_duration_ms(text: str) -> int:
-    """ "30s", "5m", "1h", "250ms" or a bare number of milliseconds."""
+    """Durations as operators write them (30s, 5m, 1h, 250ms); a bare number is milliseconds,
+    the unit of every pykue setting."""
     m = _DURATION.match(text)
     if m is None:
         raise ValueError(f"a duration looks like 500, 250ms, 30s, 5m or 1h; got {text!r}")

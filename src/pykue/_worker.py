@@ -360,7 +360,8 @@ class Maintenance:
         await self._locked(TTL_LOCK, self._ttl_pass)
 
     async def _ttl_pass(self) -> None:
-        """Fail jobs of ours past their TTL; tell Node's workers about theirs, as Kue does."""
+        """Fail jobs of ours past their TTL; tell Node's workers about theirs, as Kue does, and
+        fail those no Kue worker acks within ttl_grace_ms (their worker died)."""
         now = codec.now_ms()
         expired = await self.client.zrangebyscore(self.keys.state("active"), 100000, now, start=0, num=1000)
         unowned: list[int] = []
