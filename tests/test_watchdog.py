@@ -78,8 +78,8 @@ def fleet(r: redis.Redis, prefix: str) -> Fleet:
 
 def test_a_dead_node_workers_job_returns_once_stuck_after_has_passed(fleet: Fleet) -> None:
     fleet.job(1, "active", workerId="kue:host:99:mail:1")
-    assert fleet.run(T0 + 999) == [0, 0, 0, 0, 0] and fleet.state(1) == "active"  # maybe still working
-    assert fleet.run(T0 + 1000) == [0, 0, 1, 0, 0]
+    assert fleet.run(T0 + 999) == [0, 0, 0, 0, 0, 0] and fleet.state(1) == "active"  # maybe still working
+    assert fleet.run(T0 + 1000) == [0, 0, 1, 0, 0, 0]
     assert fleet.state(1) == "inactive" and fleet.indexed(1, "inactive") and not fleet.indexed(1, "active")
     assert fleet.r.llen(fleet.keys.tokens("mail")) == 1  # a Node worker blocked in BLPOP wakes up
     assert "back to inactive" in fleet.r.lrange(fleet.keys.log(1), 0, -1)[0]
@@ -91,10 +91,20 @@ def test_off_by_default_and_never_touches_owned_or_ttl_jobs(fleet: Fleet) -> Non
     fleet.job(2, "active")
     fleet.r.hset(fleet.keys.owners, "2", "w1:1:1")  # a live pykue worker's: the reaper's business
     fleet.job(3, "active", ttl=500)  # the TTL checker's: Kue spends an attempt on it
-    assert fleet.run(T0 + 10_000, stuck_after=0) == [0, 0, 0, 0, 0]
+    assert fleet.run(T0 + 10_000, stuck_after=0) == [0, 0, 0, 0, 0, 0]
     assert fleet.state(1) == "active"
-    assert fleet.run(T0 + 10_000) == [0, 0, 1, 0, 0]
+    assert fleet.run(T0 + 10_000) == [0, 0, 1, 0, 0, 0]
     assert [fleet.state(i) for i in (1, 2, 3)] == ["inactive", "active", "active"]
+
+
+def test_a_stale_active_entry_of_a_job_that_moved_on_is_dropped(fleet: Fleet) -> None:
+    """Kue #944: Node's stale job object changed state without leaving the active sets."""
+    fleet.job(1, "failed", updated_at=T0)
+    for key in (fleet.keys.state("active"), fleet.keys.state("active", "mail")):
+        fleet.r.zadd(key, {"01|1": 0})
+    assert fleet.run(T0 + 999)[5] == 0
+    assert fleet.run(T0 + 1000)[5] == 1
+    assert not fleet.indexed(1, "active") and fleet.indexed(1, "failed") and fleet.state(1) == "failed"
 
 
 def test_stalls_of_one_run_add_up_and_an_outcome_starts_a_new_count(fleet: Fleet) -> None:

@@ -40,15 +40,17 @@ class WatchdogPass:
     requeued: int
     failed: int
     reindexed: int
+    strays_dropped: int
 
 
 async def watchdog_pass(scripts: AsyncScripts, keys: Keys, stuck_after_ms: int, max_stalled: int,
                         batch: int) -> WatchdogPass:  # fmt: skip
     args = [keys.prefix, codec.now_ms(), stuck_after_ms, max_stalled, batch]
     done = WatchdogPass(*(int(x) for x in await scripts.call("watchdog", keys.jobs, args)))
-    if done.requeued or done.failed or done.reindexed:
+    if done.requeued or done.failed or done.reindexed or done.strays_dropped:
         log.warning("pykue watchdog: %d stuck job(s) back to inactive, %d failed (stalled too often), "
-                    "%d orphan(s) indexed again", done.requeued, done.failed, done.reindexed)  # fmt: skip
+                    "%d orphan(s) indexed again, %d stale active entries dropped",
+                    done.requeued, done.failed, done.reindexed, done.strays_dropped)  # fmt: skip
     return done
 
 

@@ -6,14 +6,15 @@
 --   marks   drop stall counts and TTL marks of jobs that are gone or no longer running
 --   active  (stuck_after > 0) an active job no pykue worker owns, without a TTL, not updated
 --           for stuck_after ms (its Node worker died) goes back to inactive; counted as a
---           stall, and failed for good past max_stalled, as the reaper does
+--           stall, and failed for good past max_stalled, as the reaper does; an entry whose
+--           hash left active that long ago is dropped from the active sets
 --   keys    (stuck_after > 0) SCAN for job hashes in no set of their state (Kue popped them
 --           and died before marking them active) and index them again once seen so, unchanged,
 --           for stuck_after ms: a live Node worker is between its pop and job.active() for
 --           a few ms only, and must not have its job taken from it
 -- ARGV: prefix, now, stuck_after_ms (0 = only the owners and marks sweeps), max_stalled,
 --       count (SCAN COUNT per sweep)
--- Returns {owners_dropped, marks_dropped, requeued, failed, reindexed}.
+-- Returns {owners_dropped, marks_dropped, requeued, failed, reindexed, strays_dropped}.
 local now, stuck, max_stalled, count = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local WD, TTLS, SUSPECTS = k('pykue:watchdog'), k('pykue:ttl'), k('pykue:orphans')
 local RUNNING = { inactive = true, active = true, delayed = true }
@@ -87,7 +88,7 @@ local function stalled(id, f)
 end
 
 local function sweep_active()
-  local requeued, failed = 0, 0
+  local requeued, failed, strays = 0, 0, 0
   local page = step('active', 'ZSCAN', k('jobs:active'), 'COUNT', count)
   for i = 1, #page, 2 do
     local z, score = page[i], tonumber(page[i + 1])
@@ -99,9 +100,16 @@ local function sweep_active()
       if stalled(id, f) == 'failed' then failed = failed + 1 else requeued = requeued + 1 end
     elseif redis.call('EXISTS', jobkey(id)) == 0 then  -- a stray entry left by a removal
       redis.call('ZREM', k('jobs:active'), z)
+    elseif f[1] and f[1] ~= 'active' and f[2] and old then
+      -- Kue's job.state() leaves the set its stale in-memory copy did not name (Kue #944): the
+      -- hash moved on long ago, the entry stays in active forever. Kue and pykue change the hash
+      -- and the sets in one MULTI/script, so this is never a transition seen half done.
+      redis.call('ZREM', k('jobs:active'), z)
+      redis.call('ZREM', k('jobs:' .. f[2] .. ':active'), z)
+      strays = strays + 1
     end
   end
-  return requeued, failed
+  return requeued, failed, strays
 end
 
 local function glob(s) return (string.gsub(s, '[%*%?%[%]\\]', '\\%0')) end
@@ -144,9 +152,9 @@ local function sweep_keys()
 end
 
 local owners, marks = sweep_owners(), sweep_marks()
-local requeued, failed, reindexed = 0, 0, 0
+local requeued, failed, strays, reindexed = 0, 0, 0, 0
 if stuck > 0 then
-  requeued, failed = sweep_active()
+  requeued, failed, strays = sweep_active()
   reindexed = sweep_keys()
 end
-return { owners, marks, requeued, failed, reindexed }
+return { owners, marks, requeued, failed, reindexed, strays }
