@@ -4,7 +4,9 @@ PykueError
 ├── InvalidJobError        bad job options or data, refused before anything is written
 ├── JobNotFoundError       no job hash under that id
 ├── ServerError            the embedded Redis server could not start
-└── ShutdownError          the queue is shutting down / was shut down
+├── ShutdownError          the queue is shutting down / was shut down
+├── LoopThreadError        a sync call made from the sync queue's own event-loop thread
+└── NoQueueError           Job.get without a queue before any queue was created
 """
 
 from __future__ import annotations
@@ -32,3 +34,12 @@ class ServerError(PykueError, RuntimeError):
 
 class ShutdownError(PykueError, RuntimeError):
     """The queue is shut down."""
+
+
+class LoopThreadError(PykueError, RuntimeError):
+    """A sync queue call that needs the engine's loop was made from that loop's thread
+    (it would wait for itself): do it from another thread."""
+
+
+class NoQueueError(PykueError, LookupError):
+    """No queue of that kind has been created yet."""

@@ -8,7 +8,6 @@ every job forever: its issue #401).
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import json
 import logging
@@ -43,12 +42,12 @@ def decode(message: str | bytes) -> tuple[int, str, list[Any]] | None:
     return job_id, event, args
 
 
-@functools.lru_cache(maxsize=1024)
 def _arity(fn: Listener) -> int | None:
     """How many arguments a listener takes: like JavaScript, extra event args are dropped.
 
     Parameters with defaults are not counted, so the loop idiom `lambda pct, j=job: ...`
-    gets only the event's arguments."""
+    gets only the event's arguments. Worked out per call, not cached: a cache keyed by the
+    listener kept it, and the job its defaults capture, alive after the job finished."""
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
@@ -56,6 +55,18 @@ def _arity(fn: Listener) -> int | None:
     if any(p.kind is p.VAR_POSITIONAL for p in params):
         return None
     return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty for p in params)
+
+
+def _in_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+async def _awaited(out: Any) -> Any:
+    return await out
 
 
 class Emitter:
@@ -83,7 +94,9 @@ class Emitter:
         for fn in listeners:
             try:
                 out = fn(*args[: _arity(fn)])
-                if inspect.isawaitable(out):
+                if inspect.isawaitable(out) and not _in_loop():
+                    asyncio.run(_awaited(out))  # the sync API's listener thread has no loop
+                elif inspect.isawaitable(out):
                     task = asyncio.ensure_future(out)
                     _pending.add(task)  # keep a reference until it is done
                     task.add_done_callback(_pending.discard)
