@@ -46,9 +46,11 @@ class Fleet:
             self.r.zadd(self.keys.state(state, job_type), {z: priority})
         return job_id
 
-    def run(self, now: int, stuck_after: int = 1000, max_stalled: int = 1, count: int = 100) -> list[int]:
-        return [int(x) for x in self.scripts.call("watchdog", self.keys.jobs,
-                                                   [self.prefix, now, stuck_after, max_stalled, count])]  # fmt: skip
+    def run(self, now: int, stuck_after: int = 1000, max_stalled: int = 1, count: int = 100,
+            orphan_after: int | None = None) -> list[int]:  # fmt: skip
+        orphans = stuck_after if orphan_after is None else orphan_after
+        args = [self.prefix, now, stuck_after, max_stalled, count, orphans]
+        return [int(x) for x in self.scripts.call("watchdog", self.keys.jobs, args)]
 
     def cycle(self, now: int, count: int = 100) -> tuple[int, int]:
         """Passes until the key SCAN is back at its start: (orphans indexed, passes)."""
@@ -154,6 +156,18 @@ def test_stall_counts_and_ttl_marks_of_ended_runs_are_swept(fleet: Fleet) -> Non
     assert fleet.run(T0, stuck_after=0)[1] == 5
     assert fleet.r.hgetall(fleet.keys.stalls) == {"3": "1@1/"}  # the only count of a run still going
     assert not fleet.r.exists(fleet.keys.ttl_marks)
+
+
+def test_orphans_without_the_stuck_sweep(fleet: Fleet) -> None:
+    """Re-indexing is on by default (orphan_after_ms, 5 min); returning active jobs is opt-in."""
+    fleet.job(1, "active")
+    fleet.job(2, "inactive", indexed=False)
+    for now in (T0, T0 + 1000):  # the shared test server holds other tests' keys: SCAN from the start
+        fleet.r.hset(fleet.keys.watchdog, "keys", 0)
+        while fleet.run(now, stuck_after=0, orphan_after=1000)[4] == 0:
+            if fleet.r.hget(fleet.keys.watchdog, "keys") == "0":
+                break
+    assert fleet.indexed(2, "inactive") and fleet.state(1) == "active"
 
 
 @pytest.fixture(scope="module")
@@ -266,8 +280,8 @@ def test_durations_and_settings() -> None:
     for bad in ("", "5q", "-1s", "1.5s"):
         with pytest.raises(ValueError, match="a duration looks like"):
             parse_duration_ms(bad)
-    assert Settings().stuck_after_ms == 0  # opt-in
-    for bad_settings in ({"stuck_after_ms": -1}, {"ttl_grace_ms": -1}, {"watchdog_batch": 0}):
+    assert (Settings().stuck_after_ms, Settings().orphan_after_ms) == (0, 300_000)  # stuck: opt-in; orphans: 5 min
+    for bad_settings in ({"stuck_after_ms": -1}, {"orphan_after_ms": -1}, {"ttl_grace_ms": -1}, {"watchdog_batch": 0}):
         with pytest.raises(ValueError):
             Settings(**bad_settings)
 

@@ -43,9 +43,9 @@ class WatchdogPass:
     strays_dropped: int
 
 
-async def watchdog_pass(scripts: AsyncScripts, keys: Keys, stuck_after_ms: int, max_stalled: int,
-                        batch: int) -> WatchdogPass:  # fmt: skip
-    args = [keys.prefix, codec.now_ms(), stuck_after_ms, max_stalled, batch]
+async def watchdog_pass(scripts: AsyncScripts, keys: Keys, stuck_after_ms: int, max_stalled: int, batch: int,
+                        orphan_after_ms: int) -> WatchdogPass:  # fmt: skip
+    args = [keys.prefix, codec.now_ms(), stuck_after_ms, max_stalled, batch, orphan_after_ms]
     done = WatchdogPass(*(int(x) for x in await scripts.call("watchdog", keys.jobs, args)))
     if done.requeued or done.failed or done.reindexed or done.strays_dropped:
         log.warning("pykue watchdog: %d stuck job(s) back to inactive, %d failed (stalled too often), "

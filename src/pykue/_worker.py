@@ -47,8 +47,10 @@ class Settings:
     repair_interval: float = 5.0
     shutdown_timeout: float = 5.0
     # The fleet watchdog (see _watchdog.py). stuck_after_ms > 0 opts in to returning unowned
-    # active jobs not updated for that long (a dead Node worker's) and re-indexing orphans.
+    # active jobs not updated for that long (a dead Node worker's); job hashes in no set of their
+    # state are indexed again once seen so for orphan_after_ms (0: never).
     stuck_after_ms: int = 0
+    orphan_after_ms: int = 300_000
     ttl_grace_ms: int = 1000  # how long a Node worker has to ack "ttl exceeded" (Kue waits 1 s)
     watchdog_interval: float = 1.0
     watchdog_batch: int = 100  # SCAN COUNT per sweep: the bound on one pass's work
@@ -56,8 +58,8 @@ class Settings:
     def __post_init__(self) -> None:
         if self.lease_ms < 100 or self.max_stalled < 0 or self.batch < 1:
             raise ValueError("lease_ms >= 100, max_stalled >= 0 and batch >= 1 are required")
-        if self.stuck_after_ms < 0 or self.ttl_grace_ms < 0 or self.watchdog_batch < 1:
-            raise ValueError("stuck_after_ms >= 0 (0: off), ttl_grace_ms >= 0 and watchdog_batch >= 1 are required")
+        if min(self.stuck_after_ms, self.orphan_after_ms, self.ttl_grace_ms) < 0 or self.watchdog_batch < 1:
+            raise ValueError("stuck_after_ms, orphan_after_ms, ttl_grace_ms >= 0 and watchdog_batch >= 1 are required")
 
 
 RunFn = Callable[[int, str, dict[str, str]], Awaitable[Any]]
@@ -351,10 +353,11 @@ class Maintenance:
         return int(await self.scripts.call("repair_tokens", self.keys.jobs, [self.keys.prefix, *sorted(self.types)]))
 
     async def watchdog(self) -> WatchdogPass:
-        """Clean up after Node processes and kue.app (stale leases and marks; with
-        stuck_after_ms, dead Node workers' jobs and orphans): one bounded step per call."""
+        """Clean up after Node processes and kue.app (stale leases and marks, orphans; with
+        stuck_after_ms, dead Node workers' jobs): one bounded step per call."""
         s = self.settings
-        return await watchdog_pass(self.scripts, self.keys, s.stuck_after_ms, s.max_stalled, s.watchdog_batch)
+        return await watchdog_pass(self.scripts, self.keys, s.stuck_after_ms, s.max_stalled, s.watchdog_batch,
+                                   s.orphan_after_ms)  # fmt: skip
 
     async def check_ttl(self) -> None:
         await self._locked(TTL_LOCK, self._ttl_pass)

@@ -209,7 +209,8 @@ def worker(
     prefix: str,
 ) -> None:
     """Process jobs with HANDLER (module:function); graceful on SIGTERM/Ctrl-C."""
-    settings = pykue.Settings(stuck_after_ms=parse_duration_ms(stuck_after)) if stuck_after else None
+    after = parse_duration_ms(stuck_after) if stuck_after else 0
+    settings = pykue.Settings(stuck_after_ms=after, orphan_after_ms=after) if after else None
     fn = _load_handler(handler)
     queue = pykue.create_queue(redis_url, prefix=prefix, settings=settings)
     require_redis(queue.url)

@@ -27,7 +27,8 @@ from tests.interop.test_kue_interop import views_agree
 
 # FAST plus the watchdog; stuck_after well above the time a Node worker takes from pop to active.
 WATCH = Settings(lease_ms=1000, promote_interval=0.05, ttl_interval=0.1, reap_interval=0.1, repair_interval=0.5,
-                 block_timeout=0.2, shutdown_timeout=2.0, stuck_after_ms=500, watchdog_interval=0.1)  # fmt: skip
+                 block_timeout=0.2, shutdown_timeout=2.0, stuck_after_ms=500, orphan_after_ms=500,
+                 watchdog_interval=0.1)  # fmt: skip
 
 # A pykue worker process whose handler prints the job id and never returns: kill -9 it to make a dead worker.
 HANG = """
@@ -205,7 +206,7 @@ def test_busy_node_workers_keep_their_jobs_under_an_eager_watchdog(kue: Kue, kue
 
     def watch() -> None:
         while not done.is_set():
-            out = scripts.call("watchdog", "q:jobs", ["q", int(time.time() * 1000), 150, 1, 100])
+            out = scripts.call("watchdog", "q:jobs", ["q", int(time.time() * 1000), 150, 1, 100, 150])
             for i, n in enumerate((1, int(out[2]), int(out[4]), int(out[5]))):
                 found[i] += n
 

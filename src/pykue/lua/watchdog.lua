@@ -8,14 +8,15 @@
 --           for stuck_after ms (its Node worker died) goes back to inactive; counted as a
 --           stall, and failed for good past max_stalled, as the reaper does; an entry whose
 --           hash left active that long ago is dropped from the active sets
---   keys    (stuck_after > 0) SCAN for job hashes in no set of their state (Kue popped them
+--   keys    (orphan_after > 0) SCAN for job hashes in no set of their state (Kue popped them
 --           and died before marking them active) and index them again once seen so, unchanged,
---           for stuck_after ms: a live Node worker is between its pop and job.active() for
+--           for orphan_after ms: a live Node worker is between its pop and job.active() for
 --           a few ms only, and must not have its job taken from it
--- ARGV: prefix, now, stuck_after_ms (0 = only the owners and marks sweeps), max_stalled,
---       count (SCAN COUNT per sweep)
+-- ARGV: prefix, now, stuck_after_ms (0 = no active sweep), max_stalled, count (SCAN COUNT
+--       per sweep), orphan_after_ms (0 = no key sweep)
 -- Returns {owners_dropped, marks_dropped, requeued, failed, reindexed, strays_dropped}.
 local now, stuck, max_stalled, count = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local orphan_after = tonumber(ARGV[6]) or 0
 local WD, TTLS, SUSPECTS = k('pykue:watchdog'), k('pykue:ttl'), k('pykue:orphans')
 local RUNNING = { inactive = true, active = true, delayed = true }
 local KNOWN = { inactive = true, active = true, delayed = true, complete = true, failed = true }
@@ -115,7 +116,7 @@ end
 local function glob(s) return (string.gsub(s, '[%*%?%[%]\\]', '\\%0')) end
 
 -- Index a job hash that is in no set of its state, once it has been seen so, unchanged, for
--- stuck_after ms: the first sight only records "<state>@<updated_at>@<now>" in SUSPECTS.
+-- orphan_after ms: the first sight only records "<state>@<updated_at>@<now>" in SUSPECTS.
 local function reindex(id)
   local key = jobkey(id)
   local f = redis.call('HMGET', key, 'state', 'type', 'priority', 'updated_at', 'created_at', 'promote_at', 'ttl')
@@ -130,7 +131,7 @@ local function reindex(id)
     redis.call('HSET', SUSPECTS, id, seen .. now)
     return 0
   end
-  if now - tonumber(string.sub(mark, #seen + 1)) < stuck then return 0 end
+  if now - tonumber(string.sub(mark, #seen + 1)) < orphan_after then return 0 end
   redis.call('HDEL', SUSPECTS, id)
   local pri, score = tonumber(f[3]) or 0, nil
   if state == 'delayed' then score = tonumber(f[6]) or now end
@@ -153,8 +154,6 @@ end
 
 local owners, marks = sweep_owners(), sweep_marks()
 local requeued, failed, strays, reindexed = 0, 0, 0, 0
-if stuck > 0 then
-  requeued, failed, strays = sweep_active()
-  reindexed = sweep_keys()
-end
+if stuck > 0 then requeued, failed, strays = sweep_active() end
+if orphan_after > 0 then reindexed = sweep_keys() end
 return { owners, marks, requeued, failed, reindexed, strays }
