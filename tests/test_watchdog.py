@@ -109,6 +109,22 @@ def test_a_stale_active_entry_of_a_job_that_moved_on_is_dropped(fleet: Fleet) ->
     assert not fleet.indexed(1, "active") and fleet.indexed(1, "failed") and fleet.state(1) == "failed"
 
 
+def test_corrupt_keys_are_skipped_and_the_rest_goes_on(fleet: Fleet) -> None:
+    """Redis does not roll back a script that errors half-way: a key of the wrong type must
+    be seen before anything is written, and skip one job, not the pass."""
+    fleet.job(1, "active")
+    fleet.r.set(fleet.keys.job(5), "not a hash")
+    fleet.r.zadd(fleet.keys.state("active"), {"01|5": 0})
+    fleet.r.hset(fleet.keys.owners, "5", "w1:1:1")
+    fleet.job(6, "active", job_type="bad")
+    fleet.r.set(fleet.keys.state("inactive", "bad"), "not a zset")
+    assert fleet.run(T0 + 1000)[:3] == [1, 0, 1]
+    assert fleet.state(1) == "inactive" and fleet.state(6) == "active"
+    fleet.r.set(fleet.keys.watchdog, "not a hash")
+    with pytest.raises(redis.ResponseError, match="is a string, not a hash; nothing was written"):
+        fleet.run(T0 + 2000)
+
+
 def test_stalls_of_one_run_add_up_and_an_outcome_starts_a_new_count(fleet: Fleet) -> None:
     fleet.job(1, "active")
     assert fleet.run(T0 + 1000)[2] == 1

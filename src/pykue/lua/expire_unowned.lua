@@ -7,13 +7,18 @@
 -- Returns per job: 0 skipped (owned, gone, not past its TTL), 1 announced, 2 failed.
 local now, grace = tonumber(ARGV[2]), tonumber(ARGV[3])
 local TTLS = k('pykue:ttl')
+local bad_keys = wrong_type({
+  { TTLS, 'hash' }, { OWNERS, 'hash' }, { k('jobs:active'), 'zset' }, { k('jobs:inactive'), 'zset' },
+  { k('jobs:delayed'), 'zset' }, { k('jobs:failed'), 'zset' },
+})
+if bad_keys then return bad_keys end
 local out = {}
 for i = 4, #ARGV, 2 do
   local id, delay = ARGV[i], tonumber(ARGV[i + 1])
-  local f = redis.call('HMGET', jobkey(id), 'state', 'started_at')
+  local f = redis.pcall('HMGET', jobkey(id), 'state', 'started_at')  -- no error after a write
   local s = tonumber(redis.call('ZSCORE', k('jobs:active'), zid(id)))
   local r = 0
-  if f[1] ~= 'active' or not s or s < 100000 or s > now or redis.call('HEXISTS', OWNERS, id) == 1 then
+  if f.err or f[1] ~= 'active' or not s or s < 100000 or s > now or redis.call('HEXISTS', OWNERS, id) == 1 then
     redis.call('HDEL', TTLS, id)
   else
     local run = f[2] or ''

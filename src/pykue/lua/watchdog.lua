@@ -19,7 +19,22 @@ local now, stuck, max_stalled, count = tonumber(ARGV[2]), tonumber(ARGV[3]), ton
 local orphan_after = tonumber(ARGV[6]) or 0
 local WD, TTLS, SUSPECTS = k('pykue:watchdog'), k('pykue:ttl'), k('pykue:orphans')
 local RUNNING = { inactive = true, active = true, delayed = true }
-local KNOWN = { inactive = true, active = true, delayed = true, complete = true, failed = true }
+-- Read and check everything a sweep writes before it writes (_lib's rule): keys of the wrong
+-- type are refused up front, job hashes are read with pcall, per-type keys checked per job.
+local bad_keys = wrong_type({
+  { WD, 'hash' }, { OWNERS, 'hash' }, { STALLS, 'hash' }, { TTLS, 'hash' }, { SUSPECTS, 'hash' },
+  { k('jobs'), 'zset' },
+  { k('jobs:inactive'), 'zset' }, { k('jobs:active'), 'zset' }, { k('jobs:delayed'), 'zset' },
+  { k('jobs:complete'), 'zset' }, { k('jobs:failed'), 'zset' },
+})
+if bad_keys then return bad_keys end
+
+-- A job hash's fields, or nil when the key is not a hash (a corrupt record is skipped).
+local function fields(id, ...)
+  local f = redis.pcall('HMGET', jobkey(id), ...)
+  if f.err then return nil end
+  return f
+end
 
 -- One page of a SCAN-family command from the cursor saved under `name` (key nil: SCAN).
 local function step(name, cmd, key, ...)
@@ -31,10 +46,15 @@ end
 
 local function id_of(z) return string.sub(z, (string.find(z, '|', 1, true) or 0) + 1) end
 
+local function log_line(id, line)
+  if is_a(jobkey(id) .. ':log', 'list') then redis.call('RPUSH', jobkey(id) .. ':log', line) end
+end
+
 local function sweep_owners()
   local dropped, page = 0, step('owners', 'HSCAN', OWNERS, 'COUNT', count)
   for i = 1, #page, 2 do
-    if redis.call('HGET', jobkey(page[i]), 'state') ~= 'active' then
+    local f = fields(page[i], 'state')
+    if not f or f[1] ~= 'active' then
       drop_lease(page[i], page[i + 1])
       dropped = dropped + 1
     end
@@ -47,24 +67,26 @@ local function sweep_marks()
   local dropped = 0
   local page = step('stalls', 'HSCAN', STALLS, 'COUNT', count)
   for i = 1, #page, 2 do
-    local f = redis.call('HMGET', jobkey(page[i]), 'state', 'attempts', 'failed_at')
+    local f = fields(page[i], 'state', 'attempts', 'failed_at')
     local run = string.match(page[i + 1], '^%d+@(.*)$')
-    if not RUNNING[f[1] or ''] or (run and run ~= stall_run(f[2], f[3])) then
+    if not f or not RUNNING[f[1] or ''] or (run and run ~= stall_run(f[2], f[3])) then
       redis.call('HDEL', STALLS, page[i])
       dropped = dropped + 1
     end
   end
   page = step('ttl', 'HSCAN', TTLS, 'COUNT', count)
   for i = 1, #page, 2 do
-    if redis.call('HGET', jobkey(page[i]), 'state') ~= 'active' then
+    local f = fields(page[i], 'state')
+    if not f or f[1] ~= 'active' then
       redis.call('HDEL', TTLS, page[i])
       dropped = dropped + 1
     end
   end
   page = step('orphans', 'HSCAN', SUSPECTS, 'COUNT', count)
   for i = 1, #page, 2 do
-    local f = redis.call('HMGET', jobkey(page[i]), 'state', 'type')
-    if not f[2] or not f[1] or redis.call('ZSCORE', k('jobs:' .. f[2] .. ':' .. f[1]), zid(page[i])) then
+    local f = fields(page[i], 'state', 'type')
+    local jtype = f and STATES[f[1] or ''] and writable_type(f[2], f[1], f[1])
+    if not jtype or redis.call('ZSCORE', k('jobs:' .. jtype .. ':' .. f[1]), zid(page[i])) then
       redis.call('HDEL', SUSPECTS, page[i])
       dropped = dropped + 1
     end
@@ -72,18 +94,19 @@ local function sweep_marks()
   return dropped
 end
 
+-- f: state, type, priority, updated_at, attempts, failed_at of an active job no worker holds.
 local function stalled(id, f)
-  local key, pri = jobkey(id), tonumber(f[3]) or 0
+  local pri = int_of(f[3]) or 0
   if count_stall(id, stall_run(f[5], f[6])) > max_stalled then
     local msg = 'job stalled more than allowable limit'
-    redis.call('HSET', key, 'error', msg, 'failed_at', now, 'updated_at', now)
-    redis.call('RPUSH', key .. ':log', msg)
+    redis.call('HSET', jobkey(id), 'error', msg, 'failed_at', now, 'updated_at', now)
+    log_line(id, msg)
     set_state(id, f[2], 'active', 'failed', pri)
     publish(id, 'failed', ',' .. jstr(msg) .. ',null')
     return 'failed'
   end
-  redis.call('RPUSH', key .. ':log', 'pykue watchdog: active, owned by no pykue worker and not updated for '
-    .. stuck .. ' ms; back to inactive')
+  log_line(id, 'pykue watchdog: active, owned by no pykue worker and not updated for ' .. stuck
+    .. ' ms; back to inactive')
   requeue(id, f[2], 'active', pri, now, nil)
   return 'requeued'
 end
@@ -94,14 +117,17 @@ local function sweep_active()
   for i = 1, #page, 2 do
     local z, score = page[i], tonumber(page[i + 1])
     local id = id_of(z)
-    local f = redis.call('HMGET', jobkey(id), 'state', 'type', 'priority', 'updated_at', 'attempts', 'failed_at')
-    local old = now - (tonumber(f[4]) or 0) >= stuck
+    local f = fields(id, 'state', 'type', 'priority', 'updated_at', 'attempts', 'failed_at')
+    local old = f and now - (int_of(f[4]) or 0) >= stuck
     -- a TTL'd job is the TTL checker's (Kue fails it, spending an attempt); an owned one the reaper's
-    if f[1] == 'active' and f[2] and old and score < 100000 and redis.call('HEXISTS', OWNERS, id) == 0 then
-      if stalled(id, f) == 'failed' then failed = failed + 1 else requeued = requeued + 1 end
+    if old and f[1] == 'active' and score < 100000 and redis.call('HEXISTS', OWNERS, id) == 0 then
+      if writable_type(f[2], 'active', 'inactive') and writable_type(f[2], 'failed', 'failed')
+          and is_a(k(f[2] .. ':jobs'), 'list') then
+        if stalled(id, f) == 'failed' then failed = failed + 1 else requeued = requeued + 1 end
+      end
     elseif redis.call('EXISTS', jobkey(id)) == 0 then  -- a stray entry left by a removal
       redis.call('ZREM', k('jobs:active'), z)
-    elseif f[1] and f[1] ~= 'active' and f[2] and old then
+    elseif old and f[1] and f[1] ~= 'active' and writable_type(f[2], 'active', 'active') then
       -- Kue's job.state() leaves the set its stale in-memory copy did not name (Kue #944): the
       -- hash moved on long ago, the entry stays in active forever. Kue and pykue change the hash
       -- and the sets in one MULTI/script, so this is never a transition seen half done.
@@ -118,27 +144,28 @@ local function glob(s) return (string.gsub(s, '[%*%?%[%]\\]', '\\%0')) end
 -- Index a job hash that is in no set of its state, once it has been seen so, unchanged, for
 -- orphan_after ms: the first sight only records "<state>@<updated_at>@<now>" in SUSPECTS.
 local function reindex(id)
-  local key = jobkey(id)
-  local f = redis.call('HMGET', key, 'state', 'type', 'priority', 'updated_at', 'created_at', 'promote_at', 'ttl')
-  local state, jtype = f[1], f[2]
-  if not jtype or not KNOWN[state or ''] then return 0 end
+  local f = fields(id, 'state', 'type', 'priority', 'updated_at', 'created_at', 'promote_at', 'ttl')
+  local state = f and f[1]
+  if not state or not STATES[state] then return 0 end
+  local jtype = writable_type(f[2], state, state)
+  if not jtype or (state == 'inactive' and not is_a(k(jtype .. ':jobs'), 'list')) then return 0 end
   local z = zid(id)
   if redis.call('ZSCORE', k('jobs:' .. jtype .. ':' .. state), z) then return 0 end
-  local at = tonumber(f[4]) or tonumber(f[5]) or 0
+  local at = int_of(f[4]) or int_of(f[5]) or 0
   local seen = state .. '@' .. at .. '@'
   local mark = redis.call('HGET', SUSPECTS, id)
   if not mark or string.sub(mark, 1, #seen) ~= seen then
     redis.call('HSET', SUSPECTS, id, seen .. now)
     return 0
   end
-  if now - tonumber(string.sub(mark, #seen + 1)) < orphan_after then return 0 end
+  if now - (tonumber(string.sub(mark, #seen + 1)) or now) < orphan_after then return 0 end
   redis.call('HDEL', SUSPECTS, id)
-  local pri, score = tonumber(f[3]) or 0, nil
-  if state == 'delayed' then score = tonumber(f[6]) or now end
+  local pri, score = int_of(f[3]) or 0, nil
+  if state == 'delayed' then score = int_of(f[6]) or now end
   if state == 'active' then score = active_score(pri, f[7], at) end
   redis.call('ZADD', k('jobs'), pri, z)
   set_state(id, jtype, nil, state, pri, score, true)
-  redis.call('RPUSH', key .. ':log', 'pykue watchdog: ' .. state .. ' but in no ' .. state .. ' set; indexed again')
+  log_line(id, 'pykue watchdog: ' .. state .. ' but in no ' .. state .. ' set; indexed again')
   if state == 'inactive' then publish(id, 'enqueue', ',' .. jstr(jtype)) end
   return 1
 end
