@@ -26,6 +26,8 @@ NAMES = (
     "repair_tokens",
     "unlock",
     "retry",
+    "watchdog",
+    "expire_unowned",
 )
 
 
