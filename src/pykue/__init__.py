@@ -12,6 +12,7 @@ from ._errors import InvalidJobError, JobNotFoundError, PykueError, ServerError,
 from ._job import AsyncJob, Job
 from ._keys import STATES, Keys
 from ._queue import Queue, create_queue
+from ._supervisor import run_workers
 from ._worker import Settings
 from .server import EmbeddedRedis
 
@@ -35,4 +36,5 @@ __all__ = [
     "create_async_queue",
     "create_queue",
     "register_backoff",
+    "run_workers",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -86,20 +87,32 @@ def _load_handler(spec: str) -> Callable[..., Any]:
 @click.option("--type", "job_type", required=True, help="Job type to process.")
 @click.option("--concurrency", "-c", default=1, show_default=True)
 @click.option("--burst", is_flag=True, help="Exit once no job of the type is left.")
+@click.option("--processes", "-p", type=click.IntRange(min=1), default=None,
+              help="Supervised worker processes (default: one per core).")  # fmt: skip
 @redis_opt
 @prefix_opt
 @friendly
-def worker(handler: str, job_type: str, concurrency: int, burst: bool, redis_url: str | None, prefix: str) -> None:
+def worker(handler: str, job_type: str, concurrency: int, burst: bool, processes: int | None, redis_url: str | None,
+           prefix: str) -> None:  # fmt: skip
     """Process jobs with HANDLER (module:function); graceful on SIGTERM/Ctrl-C."""
+    _load_handler(handler)  # a bad spec is exit 2 here, not a crash loop in the children
+    sys.exit(pykue.run_workers(_work, processes, args=(handler, job_type, concurrency, burst, redis_url, prefix)))
+
+
+def _work(handler: str, job_type: str, concurrency: int, burst: bool, redis_url: str | None, prefix: str) -> None:
+    """One worker process (run by the supervisor); a SIGTERM that comes during start-up still stops it gracefully."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     fn = _load_handler(handler)
     queue = pykue.create_queue(redis_url, prefix=prefix)
     queue.process(job_type, concurrency, fn)
-    click.echo(f"pykue worker: {job_type} x{concurrency} on {queue.url}", err=True)
+    click.echo(f"pykue worker: {job_type} x{concurrency} on {queue.url} (pid {os.getpid()})", err=True)
 
     def drained() -> bool:
         return queue.inactive_count(job_type) == 0 and queue.active_count(job_type) == 0
 
-    queue.run_forever(until=drained if burst else None)
+    queue.run_forever(until=lambda: stop.is_set() or (burst and drained()))
 
 
 def _options(priority: str | None, delay: int | None, attempts: int | None, backoff: str | None) -> dict[str, Any]:
