@@ -3,6 +3,7 @@ runs TARGET under pykue.run_workers, the way a user's script would."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -61,6 +62,7 @@ def finish(log: str) -> None:
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(name)s %(message)s")
     name, processes, *args = sys.argv[1:]
     target = {"work": work, "crash": crash, "finish": finish, "die": die}[name]
     delay = 30.0 if name == "die" else 0.05

@@ -180,3 +180,17 @@ def test_workers_that_finish_are_not_restarted(tmp_path: Path) -> None:
 def test_bad_arguments_are_named_errors() -> None:
     with pytest.raises(ValueError, match="processes must be >= 1"):
         pykue.run_workers(print, 0)
+
+
+def test_a_stop_while_the_workers_boot_is_clean(url: str, prefix: str) -> None:
+    sup = subprocess.Popen([PY, TARGETS, "work", "2", url, prefix], env=py_env(), cwd=ROOT)
+    try:
+        wait_for(lambda: len(workers(sup.pid)) == 2, 30, "two workers spawned")  # still importing, no handler yet
+        everyone = descendants(sup.pid)
+        sup.send_signal(signal.SIGTERM)
+        assert sup.wait(30) == 0
+        wait_for(lambda: not any(alive(p) for p in everyone), 10, "no process left behind")
+    finally:
+        if sup.poll() is None:
+            sup.kill()
+            sup.wait()

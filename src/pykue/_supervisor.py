@@ -9,6 +9,10 @@ gets SIGTERM once, finishes or hands back its jobs, and exits; a second signal, 
 a child still alive after `stop_timeout`, is met with SIGKILL. A child that exits 0
 on its own (a burst worker that drained its queue) is done and is not restarted.
 
+A child is signalled only once it told the supervisor it booted (a SIGTERM during the
+interpreter's start-up would kill it with the default action, uncleanly); until the
+target installs its own handlers, a stop unwinds it with SystemExit(0).
+
 Children run in their own process group, so a terminal's Ctrl-C reaches only the
 supervisor, which then signals each child exactly once; and each child asks the
 kernel for SIGTERM when its parent dies, so a supervisor killed with -9 leaves no
@@ -27,7 +31,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from multiprocessing.connection import wait
+from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any
@@ -45,16 +49,25 @@ def default_processes() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _child_main(target: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
-    """Entry point of a worker process: detach from the terminal's signals, die with the parent."""
+def _unwind(signum: int, frame: FrameType | None) -> None:
+    """A stop before the target took over signals: unwind (finally blocks run), exit clean."""
+    raise SystemExit(0)
+
+
+def _child_main(booted: Connection, target: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+    """Entry point of a worker process: detach from the terminal's signals, die with the parent,
+    then tell the supervisor it may be signalled (a SIGTERM during the interpreter's start-up
+    would kill it uncleanly, so the supervisor waits for this before it stops a child)."""
     os.setpgid(0, 0)
     if sys.platform.startswith("linux"):
         with contextlib.suppress(Exception):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
         if os.getppid() == 1:  # the parent died before prctl: nobody would stop us
             return
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # until the target installs its own graceful handlers
+        signal.signal(sig, _unwind)
+    booted.send_bytes(b"up")
+    booted.close()
     target(*args, **kwargs)
 
 
@@ -64,6 +77,7 @@ class _Slot:
 
     index: int
     proc: BaseProcess | None = None
+    booted: Connection | None = None  # readable once the child may be signalled
     started: float = 0.0
     delay: float = 0.0
     restart_at: float | None = None
@@ -124,10 +138,12 @@ class Supervisor:
             self._kill_all()
 
     def _start(self, slot: _Slot) -> None:
-        proc = self._ctx.Process(target=_child_main, args=(self.target, self.args, self.kwargs),
+        booted, child_end = self._ctx.Pipe(duplex=False)
+        proc = self._ctx.Process(target=_child_main, args=(child_end, self.target, self.args, self.kwargs),
                                  name=f"pykue-worker-{slot.index}", daemon=False)  # fmt: skip
         proc.start()
-        slot.proc, slot.started, slot.restart_at = proc, time.monotonic(), None
+        child_end.close()
+        slot.proc, slot.booted, slot.started, slot.restart_at = proc, booted, time.monotonic(), None
         log.info("worker %d started (pid %s)", slot.index, proc.pid)
 
     def _step(self, rfd: int) -> None:
@@ -154,6 +170,9 @@ class Supervisor:
         code = _exit_code(slot.proc)
         slot.proc.close()
         slot.proc = None
+        if slot.booted is not None:
+            slot.booted.close()
+            slot.booted = None
         slot.codes.append(code)
         if code == 0:
             slot.done = True
@@ -169,12 +188,22 @@ class Supervisor:
         return [s.proc for s in self.slots if s.proc is not None and s.proc.is_alive()]
 
     def _stop_all(self, rfd: int) -> None:
-        for proc in self._live():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid or 0, signal.SIGTERM)
+        """SIGTERM each child once it has booted; wait for all until `stop_timeout`, then SIGKILL."""
+        signalled: set[int] = set()
         deadline = time.monotonic() + self.stop_timeout
-        while self._live() and time.monotonic() < deadline:
-            ready = wait([p.sentinel for p in self._live()] + [rfd], max(0.0, deadline - time.monotonic()))
+        while (live := self._live()) and time.monotonic() < deadline:
+            waiting = []
+            for slot in self.slots:
+                proc = slot.proc
+                if proc is None or proc not in live or id(proc) in signalled:
+                    continue
+                if slot.booted is not None and not slot.booted.poll():
+                    waiting.append(slot.booted)
+                    continue
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid or 0, signal.SIGTERM)
+                signalled.add(id(proc))
+            ready = wait([p.sentinel for p in live] + waiting + [rfd], max(0.0, deadline - time.monotonic()))
             if rfd in ready:
                 with contextlib.suppress(BlockingIOError):
                     os.read(rfd, 64)
