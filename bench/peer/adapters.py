@@ -34,9 +34,16 @@ _sync: redis.Redis | None = None
 def sync_client() -> redis.Redis:
     """One client per worker process for the handlers' own Redis calls (its pool is thread-safe)."""
     global _sync
-    if _sync is None:
-        _sync = redis.Redis.from_url(URL)
+    if _sync is None:  # a blocking pool: redis-py 8's default pool raises past its size instead of waiting
+        _sync = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(URL, max_connections=256))
     return _sync
+
+
+def async_client(concurrency: int) -> Any:
+    """The asyncio handlers' client: one pool, a connection per handler slot at most."""
+    import redis.asyncio as aredis
+
+    return aredis.Redis(connection_pool=aredis.BlockingConnectionPool.from_url(URL, max_connections=concurrency))
 
 
 def now_ms() -> float:
@@ -81,9 +88,7 @@ def pykue_enqueue(n: int, bulk: bool) -> float:
     return asyncio.run(run())
 
 
-def pykue_work(concurrency: int, mode: str) -> None:
-    import redis.asyncio as aredis
-
+def pykue_work(concurrency: int, mode: str, uvloop: bool = False) -> None:
     import pykue
 
     async def run() -> None:
@@ -91,7 +96,7 @@ def pykue_work(concurrency: int, mode: str) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        client = aredis.Redis.from_url(URL)
+        client = async_client(concurrency)
         q = pykue.create_async_queue(URL, prefix="q")
 
         async def handler(job: Any) -> None:
@@ -106,6 +111,10 @@ def pykue_work(concurrency: int, mode: str) -> None:
         await q.shutdown()
         await client.aclose()
 
+    if uvloop:
+        import uvloop as uv
+
+        uv.install()
     asyncio.run(run())
 
 
@@ -132,8 +141,13 @@ def pykue_sync_enqueue(n: int, bulk: bool) -> float:
     return t
 
 
-def pykue_sync_work(concurrency: int, mode: str) -> None:
+def pykue_sync_work(concurrency: int, mode: str, uvloop: bool = False) -> None:
     import pykue
+
+    if uvloop:  # the sync queue's event-loop thread takes its loop from the policy
+        import uvloop as uv
+
+        uv.install()
 
     stop = wait_for_sigterm()
     q = pykue.create_queue(URL, prefix="q")
@@ -239,11 +253,10 @@ def arq_enqueue(n: int, bulk: bool) -> float:
 
 
 def arq_work(concurrency: int, mode: str) -> None:
-    import redis.asyncio as aredis
     from arq.connections import RedisSettings
     from arq.worker import Worker
 
-    client = aredis.Redis.from_url(URL)
+    client = async_client(concurrency)
 
     async def job(ctx: Any, t: float | None = None, i: int | None = None) -> None:
         if mode == "incr":
@@ -270,6 +283,16 @@ def arq_produce() -> Callable[[], None]:
 SYSTEMS: dict[str, dict[str, Any]] = {
     "pykue": {"enqueue": pykue_enqueue, "work": pykue_work, "produce": pykue_produce},
     "pykue-sync": {"enqueue": pykue_sync_enqueue, "work": pykue_sync_work, "produce": pykue_produce},
+    "pykue-uvloop": {
+        "enqueue": pykue_enqueue,
+        "work": lambda c, m: pykue_work(c, m, uvloop=True),
+        "produce": pykue_produce,
+    },
+    "pykue-sync-uvloop": {
+        "enqueue": pykue_sync_enqueue,
+        "work": lambda c, m: pykue_sync_work(c, m, uvloop=True),
+        "produce": pykue_produce,
+    },
     "rq": {"enqueue": rq_enqueue, "work": rq_work, "produce": rq_produce},
     "huey": {"enqueue": huey_enqueue, "work": huey_work, "produce": huey_produce},
     "arq": {"enqueue": arq_enqueue, "work": arq_work, "produce": arq_produce},

@@ -49,16 +49,16 @@ import pykue  # noqa: E402  (the checkout's pykue, whichever is installed)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NODE = {"bullmq", "kue"}
 PY_PEERS = {"rq", "huey", "arq"}
-ALL = ["pykue", "pykue-sync", "bullmq", "kue", "rq", "huey", "arq"]
-CONCURRENCY = {"pykue": [50, 200], "pykue-sync": [16, 64], "bullmq": [50, 200], "kue": [20, 100], "rq": [1],
-               "huey": [8, 32], "arq": [50, 200]}  # fmt: skip
+ALL = ["pykue", "pykue-uvloop", "pykue-sync", "pykue-sync-uvloop", "bullmq", "kue", "rq", "huey", "arq"]
+CONCURRENCY = {"pykue": [50, 200], "pykue-uvloop": [50, 200], "pykue-sync": [16, 64], "pykue-sync-uvloop": [16, 64],
+               "bullmq": [50, 200], "kue": [20, 100], "rq": [1], "huey": [8, 32], "arq": [50, 200]}  # fmt: skip
 LATENCY_CONCURRENCY = {"rq": 1, "huey": 4}
-BULK = {"pykue", "pykue-sync", "bullmq", "rq"}
+BULK = {"pykue", "pykue-uvloop", "pykue-sync", "pykue-sync-uvloop", "bullmq", "rq"}
 
 
 def pure_count(system: str) -> Callable[[redis.Redis], int] | None:
     """How many jobs the queue itself records as done (None: it keeps no such record)."""
-    keys = {"pykue": "q:jobs:complete", "pykue-sync": "q:jobs:complete", "kue": "q:jobs:complete",
+    keys = {"kue": "q:jobs:complete", **{s: "q:jobs:complete" for s in ALL if s.startswith("pykue")},
             "bullmq": "bull:bench:completed", "rq": "rq:finished:bench"}  # fmt: skip
     if system in keys:
         key = keys[system]
@@ -66,6 +66,14 @@ def pure_count(system: str) -> Callable[[redis.Redis], int] | None:
     if system == "huey":
         return lambda r: int(r.hlen("huey.results.bench"))
     return None
+
+
+def failed_count(system: str, r: redis.Redis) -> int:
+    """Jobs the queue records as failed: a drain with failures measures nothing."""
+    key = {"bullmq": "bull:bench:failed", "rq": "rq:failed:bench"}.get(system)
+    if key is None and (system == "kue" or system.startswith("pykue")):
+        key = "q:jobs:failed"
+    return int(r.zcard(key)) if key else 0
 
 
 # -- installing the peers ---------------------------------------------------------------------
@@ -212,12 +220,15 @@ def drain(sysm: System, r: redis.Redis, url: str, n: int, concurrency: int, mode
     count = (lambda c: int(c.get("bench:done") or 0)) if mode == "incr" else pure_count(sysm.name)
     assert count is not None
     with worker(sysm, url, concurrency, mode) as proc:
-        c0 = wait_progress(sysm.name, proc, lambda: count(r), 0, stall)
+        count_ok = lambda: count(r) if not failed_count(sysm.name, r) else n  # noqa: E731  (fail fast)
+        c0 = wait_progress(sysm.name, proc, count_ok, 0, stall)
         t0, r0, w0 = time.perf_counter(), redis_cpu(r), proc_cpu(proc.pid)
         c1 = c0
         while c1 < n:
-            c1 = wait_progress(sysm.name, proc, lambda: count(r), c1, stall)
+            c1 = wait_progress(sysm.name, proc, count_ok, c1, stall)
         t1, r1, w1 = time.perf_counter(), redis_cpu(r), proc_cpu(proc.pid)
+    if failed := failed_count(sysm.name, r):
+        raise RuntimeError(f"{sysm.name}: {failed} jobs failed during the drain (see {sysm.logs})")
     jobs = c1 - c0
     return {"drain_per_s": jobs / (t1 - t0), "seconds": t1 - t0, "jobs_timed": jobs,
             "redis_us_per_job": (r1 - r0) / jobs * 1e6, "worker_us_per_job": (w1 - w0) / jobs * 1e6}  # fmt: skip
