@@ -61,9 +61,19 @@ def finish(log: str) -> None:
         f.write(f"{os.getpid()}\n")
 
 
+def loop_kind(log: str) -> None:
+    """Records which event loop class the worker process gets."""
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    with open(log, "a") as f:
+        f.write(f"{type(loop).__module__}\n")
+    loop.close()
+
+
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(name)s %(message)s")
     name, processes, *args = sys.argv[1:]
-    target = {"work": work, "crash": crash, "finish": finish, "die": die}[name]
+    target = {"work": work, "crash": crash, "finish": finish, "die": die, "loop_kind": loop_kind}[name]
     delay = 30.0 if name == "die" else 0.05
     sys.exit(pykue.run_workers(target, int(processes), args=args, restart_delay=delay, max_restart_delay=4 * delay))

@@ -194,3 +194,12 @@ def test_a_stop_while_the_workers_boot_is_clean(url: str, prefix: str) -> None:
         if sup.poll() is None:
             sup.kill()
             sup.wait()
+
+
+@pytest.mark.parametrize(("flag", "expected"), [("1", "uvloop"), ("0", "asyncio.unix_events")])
+def test_workers_run_on_uvloop_unless_told_not_to(tmp_path: Path, flag: str, expected: str) -> None:
+    log = tmp_path / "loops"
+    env = {**py_env(), "PYKUE_UVLOOP": flag}
+    out = subprocess.run([PY, TARGETS, "loop_kind", "2", str(log)], env=env, cwd=ROOT, timeout=60)
+    assert out.returncode == 0
+    assert log.read_text().split() == [expected, expected]
