@@ -74,6 +74,9 @@ def loop_kind(log: str) -> None:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(name)s %(message)s")
     name, processes, *args = sys.argv[1:]
-    target = {"work": work, "crash": crash, "finish": finish, "die": die, "loop_kind": loop_kind}[name]
+    once = name.endswith("-once")  # restart=False: every exit is final
+    target = {"work": work, "crash": crash, "finish": finish, "die": die, "loop_kind": loop_kind}[name.split("-")[0]]
     delay = 30.0 if name == "die" else 0.05
-    sys.exit(pykue.run_workers(target, int(processes), args=args, restart_delay=delay, max_restart_delay=4 * delay))
+    code = pykue.run_workers(target, int(processes), args=args, restart_delay=delay, max_restart_delay=4 * delay,
+                             restart=not once)  # fmt: skip
+    sys.exit(code)

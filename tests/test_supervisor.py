@@ -170,6 +170,13 @@ def test_a_worker_that_died_gives_its_exit_code_to_the_supervisor(tmp_path: Path
             sup.wait()
 
 
+def test_without_restart_a_dead_worker_ends_the_run_with_its_code(tmp_path: Path) -> None:
+    log = tmp_path / "starts"
+    out = subprocess.run([PY, TARGETS, "die-once", "2", str(log)], env=py_env(), cwd=ROOT, timeout=60)
+    assert out.returncode == 3
+    assert len(log.read_text().split()) == 2  # each slot started once, none again
+
+
 def test_workers_that_finish_are_not_restarted(tmp_path: Path) -> None:
     log = tmp_path / "starts"
     out = subprocess.run([PY, TARGETS, "finish", "3", str(log)], env=py_env(), cwd=ROOT, timeout=60)

@@ -114,7 +114,7 @@ class Supervisor:
 
     def __init__(self, target: Callable[..., Any], processes: int | None = None, *, args: Sequence[Any] = (),
                  kwargs: Mapping[str, Any] | None = None, restart_delay: float = 0.5, max_restart_delay: float = 30.0,
-                 stop_timeout: float = 60.0) -> None:  # fmt: skip
+                 stop_timeout: float = 60.0, restart: bool = True) -> None:  # fmt: skip
         n = default_processes() if processes is None else processes
         if n < 1:
             raise ValueError(f"processes must be >= 1; got {n}")
@@ -122,6 +122,7 @@ class Supervisor:
             raise ValueError("restart_delay > 0 and max_restart_delay >= restart_delay are required")
         self.target, self.args, self.kwargs = target, tuple(args), dict(kwargs or {})
         self.restart_delay, self.max_restart_delay, self.stop_timeout = restart_delay, max_restart_delay, stop_timeout
+        self.restart = restart
         self.slots = [_Slot(i) for i in range(n)]
         self._ctx = multiprocessing.get_context("spawn")
         self._signals = 0
@@ -190,7 +191,7 @@ class Supervisor:
             slot.booted.close()
             slot.booted = None
         slot.codes.append(code)
-        if code == 0:
+        if code == 0 or not self.restart:
             slot.done = True
             return
         lived = now - slot.started
@@ -244,14 +245,16 @@ class Supervisor:
 
 def run_workers(target: Callable[..., Any], processes: int | None = None, *, args: Sequence[Any] = (),
                 kwargs: Mapping[str, Any] | None = None, restart_delay: float = 0.5, max_restart_delay: float = 30.0,
-                stop_timeout: float = 60.0) -> int:  # fmt: skip
+                stop_timeout: float = 60.0, restart: bool = True) -> int:  # fmt: skip
     """Run `target(*args, **kwargs)` in `processes` supervised processes (default: one per core).
 
     `target` must be importable by name (a module-level function: children are spawned)
     and should process jobs until SIGTERM, e.g. `queue.process(...); queue.run_forever()`.
+    restart=False: a child's exit, whatever its code, is final (one-shot runs such as `--burst`).
     Children run on uvloop when it is installed (PYKUE_UVLOOP=0: asyncio's own loop).
     Returns once all children exited 0 on their own, or after SIGTERM/SIGINT stopped them:
     0 if every child's last exit was clean, else that exit code (128+N for signal N).
     """
-    return Supervisor(target, processes, args=args, kwargs=kwargs, restart_delay=restart_delay,
-                      max_restart_delay=max_restart_delay, stop_timeout=stop_timeout).run()  # fmt: skip
+    delays = {"restart_delay": restart_delay, "max_restart_delay": max_restart_delay}
+    return Supervisor(target, processes, args=args, kwargs=kwargs, stop_timeout=stop_timeout, restart=restart,
+                      **delays).run()  # fmt: skip
