@@ -3,8 +3,34 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
-STATES = ("inactive", "active", "complete", "failed", "delayed")
+from ._errors import InvalidJobError
+
+
+class State(StrEnum):
+    """Kue's five job states; a State is its own string, so it compares equal to Kue's."""
+
+    INACTIVE = "inactive"
+    ACTIVE = "active"
+    COMPLETE = "complete"
+    FAILED = "failed"
+    DELAYED = "delayed"
+
+
+STATES = tuple(s.value for s in State)  # Kue's order, the one its dashboard and stats use
+TERMINAL_STATES = frozenset({State.COMPLETE, State.FAILED})
+WAITING_STATES = frozenset({State.INACTIVE, State.DELAYED})
+
+
+def check_state(state: str) -> State:
+    """The one place a state name from a caller is validated."""
+    try:
+        return State(state)
+    except ValueError:
+        raise InvalidJobError(f"state must be one of {', '.join(STATES)}; got {state!r}") from None
+
+
 # Locks shared with Node Kue processes; Kue does not prefix them.
 PROMOTION_LOCK = "promotion:lock"
 TTL_LOCK = "activeJobsTTL:lock"
@@ -76,3 +102,19 @@ class Keys:
     @property
     def stalls(self) -> str:
         return self.key("pykue:stalls")
+
+    # The fleet watchdog's (lua/watchdog.lua, lua/expire_unowned.lua).
+    @property
+    def watchdog(self) -> str:
+        """hash: the SCAN/ZSCAN/HSCAN cursors its passes resume from."""
+        return self.key("pykue:watchdog")
+
+    @property
+    def ttl_marks(self) -> str:
+        """hash: id -> "<started_at>@<first ttl exceeded announcement ms>" of unowned TTL'd jobs."""
+        return self.key("pykue:ttl")
+
+    @property
+    def orphans(self) -> str:
+        """hash: id -> "<state>@<updated_at>@<first seen ms>" of jobs seen in no set of their state."""
+        return self.key("pykue:orphans")

@@ -25,6 +25,9 @@ NAMES = (
     "set_priority",
     "repair_tokens",
     "unlock",
+    "retry",
+    "watchdog",
+    "expire_unowned",
 )
 
 

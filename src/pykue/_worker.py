@@ -24,10 +24,11 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from . import _codec as codec
-from ._events import decode, encode
+from ._events import checked, decode, raw_client
 from ._job import parse_fields
 from ._keys import PROMOTION_LOCK, TTL_LOCK, Keys
 from ._scripts import AsyncScripts
+from ._watchdog import AckLog, WatchdogPass, expire_unowned, watchdog_pass
 
 log = logging.getLogger("pykue.worker")
 
@@ -45,10 +46,20 @@ class Settings:
     reap_interval: float = 1.0
     repair_interval: float = 5.0
     shutdown_timeout: float = 5.0
+    # The fleet watchdog (see _watchdog.py). stuck_after_ms > 0 opts in to returning unowned
+    # active jobs not updated for that long (a dead Node worker's); job hashes in no set of their
+    # state are indexed again once seen so for orphan_after_ms (0: never).
+    stuck_after_ms: int = 0
+    orphan_after_ms: int = 300_000
+    ttl_grace_ms: int = 1000  # how long a Node worker has to ack "ttl exceeded" (Kue waits 1 s)
+    watchdog_interval: float = 1.0
+    watchdog_batch: int = 100  # SCAN COUNT per sweep: the bound on one pass's work
 
     def __post_init__(self) -> None:
         if self.lease_ms < 100 or self.max_stalled < 0 or self.batch < 1:
             raise ValueError("lease_ms >= 100, max_stalled >= 0 and batch >= 1 are required")
+        if min(self.stuck_after_ms, self.orphan_after_ms, self.ttl_grace_ms) < 0 or self.watchdog_batch < 1:
+            raise ValueError("stuck_after_ms, orphan_after_ms, ttl_grace_ms >= 0 and watchdog_batch >= 1 are required")
 
 
 RunFn = Callable[[int, str, dict[str, str]], Awaitable[Any]]
@@ -142,8 +153,11 @@ class WorkerEngine:
     def _start_jobs(self, out: list[Any], now: int) -> None:
         claimed = {"state": "active", "started_at": str(now), "updated_at": str(now), "workerId": self.worker_id}
         for i in range(0, len(out), 3):
-            job_id = int(out[i])
             token = out[i + 1].decode() if isinstance(out[i + 1], bytes) else str(out[i + 1])
+            if not token:  # a bad record claim.lua set aside
+                log.error("pykue: %s job %s: %s", self.type, out[i], out[i + 2])
+                continue
+            job_id = int(out[i])
             fields = parse_fields(out[i + 2])
             fields.update(claimed)
             self._owned[job_id] = token
@@ -156,13 +170,13 @@ class WorkerEngine:
         started = codec.now_ms()
         try:
             result = await self._run(job_id, token, fields)
+            rjson = codec.js_dumps(result, "job result") if js_truthy(result) else ""  # may be refused
         except asyncio.CancelledError:
             if job_id not in self._lost:
                 await self._fail(job_id, token, fields, "Shutdown")
         except Exception as exc:
             await self._fail(job_id, token, fields, exc)
         else:
-            rjson = codec.js_dumps(result, "job result") if js_truthy(result) else ""
             self._pending.append((job_id, token, codec.now_ms() - started, rjson))
             if self._flusher is None or self._flusher.done():
                 self._flusher = asyncio.ensure_future(self._flush())
@@ -284,6 +298,7 @@ class Maintenance:
 
     def __init__(self, client: Any, scripts: AsyncScripts, keys: Keys, settings: Settings) -> None:
         self.client, self.scripts, self.keys, self.settings = client, scripts, keys, settings
+        self.acks = AckLog(keep_s=10 * max(1.0, settings.ttl_grace_ms / 1000))
         self.types: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -301,10 +316,11 @@ class Maintenance:
     async def _loop(self) -> None:
         s = self.settings
         loop = asyncio.get_running_loop()
-        due = dict.fromkeys(("promote", "ttl", "reap", "repair"), 0.0)
-        every = {"promote": s.promote_interval, "ttl": s.ttl_interval,
-                 "reap": s.reap_interval, "repair": s.repair_interval}  # fmt: skip
-        jobs = {"promote": self.promote, "ttl": self.check_ttl, "reap": self.reap, "repair": self.repair}
+        due = dict.fromkeys(("promote", "ttl", "reap", "repair", "watchdog"), 0.0)
+        every = {"promote": s.promote_interval, "ttl": s.ttl_interval, "reap": s.reap_interval,
+                 "repair": s.repair_interval, "watchdog": s.watchdog_interval}  # fmt: skip
+        jobs = {"promote": self.promote, "ttl": self.check_ttl, "reap": self.reap, "repair": self.repair,
+                "watchdog": self.watchdog}  # fmt: skip
         while not self._stop.is_set():
             now = loop.time()
             for name, when in due.items():
@@ -339,28 +355,45 @@ class Maintenance:
             return 0
         return int(await self.scripts.call("repair_tokens", self.keys.jobs, [self.keys.prefix, *sorted(self.types)]))
 
+    async def watchdog(self) -> WatchdogPass:
+        """Clean up after Node processes and kue.app (stale leases and marks, orphans; with
+        stuck_after_ms, dead Node workers' jobs): one bounded step per call."""
+        s = self.settings
+        return await watchdog_pass(self.scripts, self.keys, s.stuck_after_ms, s.max_stalled, s.watchdog_batch,
+                                   s.orphan_after_ms)  # fmt: skip
+
     async def check_ttl(self) -> None:
         await self._locked(TTL_LOCK, self._ttl_pass)
 
     async def _ttl_pass(self) -> None:
-        """Fail jobs of ours past their TTL; tell Node's workers about theirs, as Kue does."""
+        """Fail jobs of ours past their TTL; tell Node's workers about theirs, as Kue does, and
+        fail those no Kue worker acks within ttl_grace_ms (their worker died)."""
         now = codec.now_ms()
         expired = await self.client.zrangebyscore(self.keys.state("active"), 100000, now, start=0, num=1000)
+        unowned: list[int] = []
         for member in expired:
-            job_id = int((member.decode() if isinstance(member, bytes) else member).split("|", 1)[1])
+            job_id = codec.id_of_member(member)
+            if job_id is None:  # not a job: claim.lua and the reaper deal with such entries
+                continue
             if not await self.client.hexists(self.keys.owners, job_id):
-                await self.client.publish(self.keys.events, encode(job_id, "ttl exceeded"))
+                unowned.append(job_id)  # a Node worker's: announced, then failed if nobody acks
                 continue
             raw = await self.client.hmget(self.keys.job(job_id), "backoff", "delay", "attempts")
-            backoff, delay, made = (x.decode() if isinstance(x, bytes) else x for x in raw)
-            ms, _ = codec.backoff_delay(backoff, int(made or 0) + 1, int(delay or 0))
+            f = dict(zip(("backoff", "delay", "attempts"), raw, strict=True))
+            made, delay = codec.int_field(f, "attempts"), codec.int_field(f, "delay")
+            ms, _ = codec.backoff_delay(f["backoff"], made + 1, delay)
             msg = "TTL exceeded"
             args = [self.keys.prefix, now, job_id, "*", msg, msg, msg, ms, "ttl"]
             await self.scripts.call("fail", self.keys.jobs, args)
+        await expire_unowned(self.client, self.scripts, self.keys, unowned, self.settings.ttl_grace_ms, self.acks)
 
 
 class Subscriber:
-    """Listens on `P:events` and hands each message to `dispatch`; survives reconnects."""
+    """Listens on `P:events` and hands each Kue message to `dispatch`; survives reconnects.
+
+    Its connection does not decode: redis-py would raise on a non-UTF-8 message inside the
+    read, ending the loop and with it every listener. Each message is checked here instead
+    (`_events.checked`), and one that is not Kue's is logged and skipped."""
 
     def __init__(self, client: Any, channel: str, dispatch: Callable[[str], None]) -> None:
         self.client, self.channel, self.dispatch = client, channel, dispatch
@@ -369,7 +402,8 @@ class Subscriber:
 
     async def start(self) -> None:
         """Returns once the subscription is confirmed, so no later event is missed."""
-        self._pubsub = self.client.pubsub()
+        self._raw = raw_client(self.client)
+        self._pubsub = self._raw.pubsub()
         await self._pubsub.subscribe(self.channel)
         while True:
             msg = await self._pubsub.get_message(timeout=5.0)
@@ -388,7 +422,15 @@ class Subscriber:
                     await self._pubsub.subscribe(self.channel)
                 continue
             if msg and msg["type"] == "message":
-                self.dispatch(msg["data"])
+                text = checked(msg["data"])
+                if text is not None:
+                    self._deliver(text)
+
+    def _deliver(self, text: str) -> None:
+        try:
+            self.dispatch(text)
+        except Exception:  # a listener's bug must not end the subscription
+            log.exception("pykue: handling event %.200s raised", text)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -396,6 +438,8 @@ class Subscriber:
             self._task = None
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()
+            with contextlib.suppress(Exception):
+                await self._raw.aclose()
 
 
 class Runtime:
@@ -415,6 +459,7 @@ class Runtime:
                               self.settings, len(self.engines) + 1)  # fmt: skip
         if not self.engines:
             await self.subscribe(self._answer_ttl)
+            await self.subscribe(self.maintenance.acks.hear)
         self.engines.append(engine)
         engine.start()
         self.maintenance.types.add(job_type)
@@ -435,7 +480,10 @@ class Runtime:
 
     def _dispatch(self, message: str) -> None:
         for dispatch in self._dispatchers:
-            dispatch(message)
+            try:
+                dispatch(message)
+            except Exception:  # one listener's bug must not starve the others
+                log.exception("pykue: handling event %.200s raised", message)
 
     async def subscribe(self, dispatch: Callable[[str], None]) -> None:
         """Hand every `P:events` message to `dispatch` (one subscription per runtime)."""
