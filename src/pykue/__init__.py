@@ -22,6 +22,7 @@ from ._errors import (
 )
 from ._keys import STATES, TERMINAL_STATES, WAITING_STATES, Keys, State
 from ._queue import Queue, create_queue
+from ._supervisor import run_workers
 from ._worker import Settings
 from .connection import ConnectionSettings
 from .server import EmbeddedRedis
@@ -53,4 +54,5 @@ __all__ = [
     "create_async_queue",
     "create_queue",
     "register_backoff",
+    "run_workers",
 ]
