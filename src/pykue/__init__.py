@@ -12,15 +12,18 @@ from ._aqueue import AsyncQueue, create_async_queue
 from ._codec import PRIORITIES, register_backoff
 from ._errors import (
     InvalidJobError,
+    JobFailedError,
     JobNotFoundError,
     LoopThreadError,
     NoQueueError,
     PykueError,
     ServerError,
     ShutdownError,
+    WaitTimeoutError,
 )
 from ._keys import STATES, TERMINAL_STATES, WAITING_STATES, Keys, State
 from ._queue import Queue, create_queue
+from ._schedule import Schedule
 from ._worker import Settings
 from .connection import ConnectionSettings
 from .server import EmbeddedRedis
@@ -38,16 +41,19 @@ __all__ = [
     "EmbeddedRedis",
     "InvalidJobError",
     "Job",
+    "JobFailedError",
     "JobNotFoundError",
     "Keys",
     "LoopThreadError",
     "NoQueueError",
     "PykueError",
     "Queue",
+    "Schedule",
     "ServerError",
     "Settings",
     "ShutdownError",
     "State",
+    "WaitTimeoutError",
     "create_async_queue",
     "create_queue",
     "register_backoff",

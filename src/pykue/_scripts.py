@@ -25,6 +25,8 @@ NAMES = (
     "set_priority",
     "repair_tokens",
     "unlock",
+    "repeat",  # feata: repeatable jobs (_schedule.py)
+    "clean",  # feata: queue.clean
 )
 
 

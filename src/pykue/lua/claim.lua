@@ -3,11 +3,13 @@
 -- Stray index entries are dropped; a hash without `type` is set aside as failed.
 -- ARGV: prefix, now, type, count, lease_ms, token_base ("<worker>:<claim>"), worker_id,
 --       tokens_already_taken
--- Returns a flat list: id, token, HGETALL (as it was before the claim; the caller applies
+-- Returns 'paused' (nothing claimed) while the type is in P:pykue:paused (queue.pause), else
+-- a flat list: id, token, HGETALL (as it was before the claim; the caller applies
 -- state, started_at, updated_at and workerId itself), per claimed job.
 local now, jtype, count = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local lease, base, wid, taken = tonumber(ARGV[5]), ARGV[6], ARGV[7], tonumber(ARGV[8])
 local tset = k('jobs:' .. jtype .. ':inactive')
+if redis.call('SISMEMBER', k('pykue:paused'), jtype) == 1 then return 'paused' end  -- queue.pause(type)
 local start_tail = ',' .. jstr(jtype) .. ',null'
 local out, claimed = {}, 0
 while claimed < count do
