@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import redis
 import pykue
 from pykue import _codec as codec
 from pykue._schedule import fire_due, next_key
-from tests.conftest import FAST, PY, ROOT
+from tests.conftest import FAST, PY, ROOT, py_env
 from tests.helpers import wait_for
 from tests.procs import Proc
 
@@ -388,3 +389,30 @@ def test_repeat_exactly_once_per_tick_across_processes_and_restarts(
     ticks = [int(r.hget(f"{prefix}:job:{i}", "pykue_tick") or -1) for i in ids]
     assert len(ticks) >= 20 and len(set(ticks)) == len(ticks), "a tick was enqueued twice"
     assert all(t % 50 == 0 for t in ticks)
+
+
+# -- the operator's commands ---------------------------------------------------------
+
+
+def cli(url: str, prefix: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PY, "-m", "pykue.cli", *args, "--redis", url, "--prefix", prefix], env=py_env(),
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+def test_cli_schedules_pause_resume_clean(queue: pykue.Queue, r: redis.Redis, url: str, prefix: str) -> None:
+    assert cli(url, prefix, "schedules").stdout.strip() == "no schedules"
+    queue.repeat("nightly", cron="30 2 * * *", tz="Europe/Paris", key="nightly")
+    out = cli(url, prefix, "schedules")
+    assert out.returncode == 0 and out.stdout.startswith("nightly\tnightly\tcron 30 2 * * * (Europe/Paris)\tnext ")
+    assert cli(url, prefix, "unrepeat", "nightly").returncode == 0 and queue.schedules() == []
+    gone = cli(url, prefix, "unrepeat", "nightly")
+    assert gone.returncode == 2 and gone.stderr.startswith("pykue: error: no schedule with key 'nightly'")
+    assert cli(url, prefix, "pause", "mail").stdout.strip() == "mail: paused (paused types: mail)"
+    assert queue.paused() == ["mail"]
+    assert cli(url, prefix, "resume", "mail").returncode == 0 and queue.paused() == []
+    jobs = finished(queue, 4)
+    age(r, prefix, jobs[:3], 2 * 3_600_000)
+    bad = cli(url, prefix, "clean", "complete", "--older-than", "an hour")
+    assert bad.returncode == 2 and "--older-than" in bad.stderr and queue.complete_count() == 4
+    out = cli(url, prefix, "clean", "complete", "--older-than", "1h")
+    assert out.stdout.strip() == "removed 3 complete job(s)" and queue.complete_count() == 1

@@ -25,6 +25,7 @@ import click
 import redis
 
 import pykue
+from pykue import cli_features
 from pykue._core import redis_url as default_redis_url
 from pykue._keys import STATES
 
@@ -503,6 +504,10 @@ def dashboard(read_only: bool, token: str | None, insecure: bool, prefix: str, *
 
     app = functools.partial(create_dashboard, prefix=prefix, read_only=read_only, token=token)
     serve("dashboard", app, opts, note=" (read-only)" if read_only else "")
+
+
+for _command in cli_features.COMMANDS:  # issue 12's commands (schedules, pause, resume, clean, ...)
+    main.add_command(_command)
 
 
 if __name__ == "__main__":
