@@ -416,3 +416,59 @@ def test_cli_schedules_pause_resume_clean(queue: pykue.Queue, r: redis.Redis, ur
     assert bad.returncode == 2 and "--older-than" in bad.stderr and queue.complete_count() == 4
     out = cli(url, prefix, "clean", "complete", "--older-than", "1h")
     assert out.stdout.strip() == "removed 3 complete job(s)" and queue.complete_count() == 1
+
+
+# -- 7b. remove_on_complete / remove_on_fail with an age or a count ------------------
+
+
+def test_remove_on_complete_keeps_a_count(queue: pykue.Queue, r: redis.Redis, prefix: str) -> None:
+    removed: list[Any] = []
+    queue.on("job remove", lambda job_id, *a: removed.append(job_id))
+    jobs = []
+    queue.process("keep", lambda job: job.data["i"] + 1)
+    for i in range(5):  # one at a time, so "the latest two" is well defined
+        job = queue.create("keep", {"i": i}, remove_on_complete=2).save()
+        assert job.wait(10) == i + 1
+        jobs.append(job)
+    assert [j.id for j in queue.jobs("complete", "keep")] == [jobs[3].id, jobs[4].id]
+    for job in jobs[:3]:
+        assert not r.exists(f"{prefix}:job:{job.id}")
+    wait_for(lambda: sorted(removed) == [j.id for j in jobs[:3]], what="Kue's remove events")
+
+
+def test_remove_on_complete_by_age_spares_retried_jobs(queue: pykue.Queue, r: redis.Redis, prefix: str) -> None:
+    queue.process("aged", lambda job: "ok")
+    old = [queue.create("aged", {}, remove_on_complete={"age": 60_000}).save() for _ in range(3)]
+    for job in old:
+        job.wait(10)
+    kept = f"{prefix}:pykue:kept:complete:aged"
+    r.zadd(kept, {str(j.id): codec.now_ms() - 3_600_000 for j in old})  # fault: they finished an hour ago
+    old[0].failed()  # and one has been moved on since (not complete any more)
+    fresh = queue.create("aged", {}, remove_on_complete={"age": 60_000}).save()
+    fresh.wait(10)
+    assert [j.id for j in queue.jobs("complete", "aged")] == [fresh.id]
+    assert r.hget(f"{prefix}:job:{old[0].id}", "state") == "failed"  # not complete any more: left alone
+
+
+def test_remove_on_fail_at_once_or_by_count(queue: pykue.Queue, r: redis.Redis, prefix: str) -> None:
+    def boom(job: pykue.Job) -> None:
+        raise RuntimeError("no")
+
+    queue.process("f", boom)
+    gone = queue.create("f", {}, remove_on_fail=True, attempts=2).save()
+    with pytest.raises(pykue.JobFailedError):
+        gone.wait(10)
+    assert not r.exists(f"{prefix}:job:{gone.id}")
+    kept = [queue.create("f", {}, remove_on_fail={"count": 1}).save() for _ in range(3)]
+    for job in kept:
+        with pytest.raises(pykue.JobFailedError):
+            job.wait(10)
+    assert queue.failed_count("f") == 1
+    assert queue.get_job(queue.job_ids("failed", "f")[0]).opts.keep == {"failed": ",1"}
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, "3", {"age": -5}, {"ttl": 5}, {}, {"count": True}])
+def test_remove_on_options_refuse_bad_values(queue: pykue.Queue, value: Any) -> None:
+    for option in ("remove_on_complete", "remove_on_fail"):
+        with pytest.raises(pykue.InvalidJobError, match=option):
+            queue.create("x", {}, **{option: value})

@@ -10,7 +10,7 @@ for j = 0, n - 1 do
     drop_lease(id, token)
     redis.call('HDEL', STALLS, id)
     local key = jobkey(id)
-    local f = redis.call('HMGET', key, 'type', 'priority', 'removeOnComplete', 'state')
+    local f = redis.call('HMGET', key, 'type', 'priority', 'removeOnComplete', 'state', 'pykue_keep_complete')
     if result ~= '' then
       redis.call('HSET', key, 'duration', dur, 'progress', 100, 'updated_at', now, 'state', 'complete',
                  'result', result)
@@ -25,6 +25,8 @@ for j = 0, n - 1 do
     if f[3] == 'true' then
       remove_job(id)
       publish(id, 'remove', ',' .. jstr(f[1]))
+    elseif f[5] then
+      retain(id, f[1], 'complete', f[5], now)  -- feata: remove_on_complete {age, count}
     end
     res[#res + 1] = 1
   else
