@@ -37,9 +37,11 @@ class WorkerContext:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drains: set[asyncio.Task[None]] = set()
 
-    async def started(self, start: Awaitable[WorkerEngine]) -> WorkerEngine:
-        """Bind to the engine before any of its jobs can run (they start only after we return)."""
-        engine = await start
+    async def started(self, start: Callable[..., Awaitable[WorkerEngine]], *args: Any) -> WorkerEngine:
+        """Start the engine (`start(*args)`) and bind to it before any of its jobs can run
+        (they start only after we return). The call is made here, so a coroutine refused
+        before it runs leaves no inner one unawaited."""
+        engine = await start(*args)
         self.engine, self._loop = engine, asyncio.get_running_loop()
         return engine
 

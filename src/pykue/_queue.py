@@ -164,7 +164,7 @@ class Queue(QueueBase):
         Returns at once; jobs run in background threads until shutdown().
         """
         n, run, ctx = self._runner(Job, job_type, concurrency, handler)
-        return self._run(ctx.started(self._background().start_engine(job_type, n, run)))
+        return self._run(ctx.started(self._background().start_engine, job_type, n, run))
 
     def run_forever(self, until: Callable[[], bool] | None = None, timeout: float | None = None) -> None:
         """Block until SIGINT or SIGTERM (or until `until()` is true, checked every 0.2 s),
