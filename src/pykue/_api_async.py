@@ -20,6 +20,7 @@ from ._errors import InvalidJobError, JobNotFoundError
 from ._job import BoundJob, log_line
 from ._keys import TERMINAL_STATES, State, check_state
 from ._pause import paused_key
+from ._retry import after_retry, retry_args, retry_outcome
 from ._schedule import Schedule, make_schedule, next_key, schedules_key
 from ._scripts import AsyncScripts
 from ._wait import AsyncWaiter, outcome_of, settle
@@ -73,6 +74,12 @@ class AsyncJob(BoundJob):
 
     async def delayed(self) -> Self:
         return await self.set_state(State.DELAYED)
+
+    async def retry(self, force: bool = False) -> Self:
+        """The queue's retry() of this job: a failed job runs again, its attempts reset."""
+        await self.queue.retry(self.id or 0, force)
+        after_retry(self.fields)
+        return self
 
     async def set_priority(self, level: int | str) -> Self:
         self.priority(level)
@@ -170,6 +177,12 @@ class AsyncQueueBase(QueueCore):
             if listening:
                 self._settle([(job.id, job) for job in jobs if job.id is not None and job.has_listeners()])
 
+    async def retry(self, job_id: int | str, force: bool = False) -> None:
+        """Run a failed job again with its attempts reset (BullMQ's job.retry()); any other
+        state raises JobStateError unless `force`. Forcing a running job revokes that run's
+        owner token in the same call: its outcome is refused."""
+        retry_outcome(job_id, await self._call("retry", retry_args(job_id, force)))
+
     async def _progress(self, job: AsyncJob, pct: int, data: Any) -> None:
         data_json = codec.js_dumps(data, "progress data") if data is not None else ""
         await self._call("progress", [codec.now_ms(), job.id, pct, data_json])
@@ -181,7 +194,8 @@ class AsyncQueueBase(QueueCore):
             await p.execute()
 
     async def _hgetall(self, job_id: int | str) -> dict[str, str]:
-        return cast(dict[str, str], await self.client.hgetall(self.keys.job(job_id)))
+        raw = await cast(Any, self.client).execute_command("HGETALL", self.keys.job(job_id), **codec.UNDECODED)
+        return codec.decode_hash(raw)
 
     # -- reading ------------------------------------------------------------------
     async def get_job(self, job_id: int | str) -> AsyncJob:
@@ -235,7 +249,7 @@ class AsyncQueueBase(QueueCore):
         ids = await self.job_ids(state, job_type, start, stop, order)
         async with self.client.pipeline(transaction=False) as p:
             for job_id in ids:
-                p.hgetall(self.keys.job(job_id))
+                cast(Any, p).execute_command("HGETALL", self.keys.job(job_id), **codec.UNDECODED)
             hashes = await p.execute()
         return self._loaded_many(AsyncJob, ids, hashes)
 

@@ -17,6 +17,7 @@ from ._errors import InvalidJobError, JobNotFoundError
 from ._job import BoundJob, log_line
 from ._keys import TERMINAL_STATES, State, check_state
 from ._pause import paused_key
+from ._retry import after_retry, retry_args, retry_outcome
 from ._schedule import Schedule, make_schedule, next_key, schedules_key
 from ._scripts import Scripts
 from ._wait import ThreadWaiter, outcome_of, settle
@@ -70,6 +71,12 @@ class Job(BoundJob):
 
     def delayed(self) -> Self:
         return self.set_state(State.DELAYED)
+
+    def retry(self, force: bool = False) -> Self:
+        """The queue's retry() of this job: a failed job runs again, its attempts reset."""
+        self.queue.retry(self.id or 0, force)
+        after_retry(self.fields)
+        return self
 
     def set_priority(self, level: int | str) -> Self:
         self.priority(level)
@@ -167,6 +174,12 @@ class QueueBase(QueueCore):
             if listening:
                 self._settle([(job.id, job) for job in jobs if job.id is not None and job.has_listeners()])
 
+    def retry(self, job_id: int | str, force: bool = False) -> None:
+        """Run a failed job again with its attempts reset (BullMQ's job.retry()); any other
+        state raises JobStateError unless `force`. Forcing a running job revokes that run's
+        owner token in the same call: its outcome is refused."""
+        retry_outcome(job_id, self._call("retry", retry_args(job_id, force)))
+
     def _progress(self, job: Job, pct: int, data: Any) -> None:
         data_json = codec.js_dumps(data, "progress data") if data is not None else ""
         self._call("progress", [codec.now_ms(), job.id, pct, data_json])
@@ -178,7 +191,8 @@ class QueueBase(QueueCore):
             p.execute()
 
     def _hgetall(self, job_id: int | str) -> dict[str, str]:
-        return cast(dict[str, str], self.client.hgetall(self.keys.job(job_id)))
+        raw = cast(Any, self.client).execute_command("HGETALL", self.keys.job(job_id), **codec.UNDECODED)
+        return codec.decode_hash(raw)
 
     # -- reading ------------------------------------------------------------------
     def get_job(self, job_id: int | str) -> Job:
@@ -232,7 +246,7 @@ class QueueBase(QueueCore):
         ids = self.job_ids(state, job_type, start, stop, order)
         with self.client.pipeline(transaction=False) as p:
             for job_id in ids:
-                p.hgetall(self.keys.job(job_id))
+                cast(Any, p).execute_command("HGETALL", self.keys.job(job_id), **codec.UNDECODED)
             hashes = p.execute()
         return self._loaded_many(Job, ids, hashes)
 

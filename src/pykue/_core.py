@@ -109,7 +109,8 @@ class QueueCore(Emitter):
         return job
 
     def _loaded_many(self, cls: type[J], ids: Sequence[int], hashes: Sequence[Any]) -> list[J]:
-        return [self._loaded(cls, i, parse_fields(h)) for i, h in zip(ids, hashes, strict=True) if h.get("type")]
+        loaded = ((i, parse_fields(h)) for i, h in zip(ids, hashes, strict=True))
+        return [self._loaded(cls, i, fields) for i, fields in loaded if fields.get("type")]
 
     @staticmethod
     def _ids(members: Sequence[str], order: str) -> list[int]:

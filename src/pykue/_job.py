@@ -88,11 +88,11 @@ class BaseJob(Emitter):
     def _opts_from_fields(self) -> None:
         f = self.fields
         o = self.opts
-        o.priority = int(f.get("priority") or 0)
-        o.attempts = int(f.get("max_attempts") or 1)
+        o.priority = codec.int_field(f, "priority")  # a stored record may hold anything
+        o.attempts = codec.int_field(f, "max_attempts", 1)
         o.backoff = f.get("backoff")
-        o.delay = int(f.get("delay") or 0)
-        o.ttl = int(f["ttl"]) if f.get("ttl") else None
+        o.delay = codec.int_field(f, "delay")
+        o.ttl = codec.int_field(f, "ttl") or None
         o.remove_on_complete = f.get("removeOnComplete") == "true"
         o.keep = {s: f[name] for s, name in KEEP_FIELDS.items() if f.get(name)} or None
 
@@ -102,11 +102,11 @@ class BaseJob(Emitter):
 
     @property
     def percent(self) -> int:
-        return int(self.fields.get("progress") or 0)
+        return codec.int_field(self.fields, "progress")
 
     @property
     def attempts_made(self) -> int:
-        return int(self.fields.get("attempts") or 0)
+        return codec.int_field(self.fields, "attempts")
 
     @property
     def result(self) -> Any:

@@ -25,6 +25,7 @@ NAMES = (
     "set_priority",
     "repair_tokens",
     "unlock",
+    "retry",
     "repeat",  # feata: repeatable jobs (_schedule.py)
     "clean",  # feata: queue.clean
 )

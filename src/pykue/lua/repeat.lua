@@ -7,6 +7,14 @@
 local now, skey, expected, nxt = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local jtype, pri, nf = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
 local nextset = k('pykue:repeat:next')
+local last = redis.call('TYPE', k('ids')).ok == 'string' and redis.call('GET', k('ids'))
+local bad_keys = wrong_type({
+  { nextset, 'zset' }, { k('pykue:repeat'), 'hash' }, { k('ids'), 'string' }, { k('job:types'), 'set' },
+  { k('jobs'), 'zset' }, { k('jobs:inactive'), 'zset' }, { k('jobs:' .. jtype .. ':inactive'), 'zset' },
+  { k(jtype .. ':jobs'), 'list' }, { jobkey(tostring((last and int_of(last) or 0) + 1)), 'hash' },
+})
+if bad_keys then return bad_keys end  -- checked before any write: a corrupt key changes nothing
+if last and not int_of(last) then return redis.error_reply('pykue: ' .. k('ids') .. ' is not an integer') end
 local cur = redis.call('ZSCORE', nextset, skey)
 if not cur or tonumber(cur) ~= expected or expected > now then return 0 end
 if redis.call('HEXISTS', k('pykue:repeat'), skey) == 0 then
