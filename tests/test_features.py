@@ -472,3 +472,20 @@ def test_remove_on_options_refuse_bad_values(queue: pykue.Queue, value: Any) -> 
     for option in ("remove_on_complete", "remove_on_fail"):
         with pytest.raises(pykue.InvalidJobError, match=option):
             queue.create("x", {}, **{option: value})
+
+
+def test_a_corrupt_schedule_is_skipped_and_the_others_fire(
+    queue: pykue.Queue, r: redis.Redis, url: str, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = queue.repeat("good", every_ms=100)
+    bad = queue.repeat("bad", every_ms=100)
+    r.hset(f"{prefix}:pykue:repeat", bad.key, '{"type": "bad", "every_ms": "not json')  # fault: a corrupt record
+    r.zadd(next_key(queue.keys), {good.key: 1000, bad.key: 1000})
+    assert [s.key for s in queue.schedules()] == [good.key]
+    assert len(_fire(url, prefix)) == 1 and queue.inactive_count("good") == 1 and queue.inactive_count("bad") == 0
+    assert "is corrupt" in caplog.text
+    r.set(f"{prefix}:job:{int(r.get(f'{prefix}:ids') or 0) + 1}", "not a hash")  # fault: the next job key is taken
+    r.zadd(next_key(queue.keys), {good.key: 1000})
+    with pytest.raises(redis.ResponseError, match="not a hash"):
+        _fire(url, prefix)
+    assert r.zscore(next_key(queue.keys), good.key) == 1000 and queue.inactive_count("good") == 1  # nothing written

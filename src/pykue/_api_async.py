@@ -21,7 +21,7 @@ from ._job import BoundJob, log_line
 from ._keys import TERMINAL_STATES, State, check_state
 from ._pause import paused_key
 from ._retry import after_retry, retry_args, retry_outcome
-from ._schedule import Schedule, make_schedule, next_key, schedules_key
+from ._schedule import Schedule, loaded_schedule, make_schedule, next_key, schedules_key
 from ._scripts import AsyncScripts
 from ._wait import AsyncWaiter, outcome_of, settle
 
@@ -276,11 +276,7 @@ class AsyncQueueBase(QueueCore):
             p.hgetall(schedules_key(self.keys))
             p.zrange(next_key(self.keys), 0, -1, withscores=True)
             specs, nexts = await p.execute()
-        out = []
-        for skey, score in nexts:
-            if skey in specs:
-                out.append(Schedule.from_json(specs[skey], int(score)))
-        return out
+        return [s for skey, score in nexts if (s := loaded_schedule(skey, specs.get(skey), int(score)))]
 
     async def unrepeat(self, key: str) -> bool:
         """Remove a schedule (jobs it already enqueued stay); False if there was none."""

@@ -80,6 +80,17 @@ class Schedule:
         return job.opts.priority, [*job._new_fields(now_ms), "pykue_repeat", self.key, "pykue_tick", str(tick_ms)]
 
 
+def loaded_schedule(skey: str, spec: str | None, next_run_ms: int) -> Schedule | None:
+    """A stored schedule, or None (and a warning) when it is missing or corrupt."""
+    if spec is None:
+        return None
+    try:
+        return Schedule.from_json(spec, next_run_ms)
+    except (ValueError, TypeError, KeyError, InvalidJobError) as exc:
+        log.warning("pykue: schedule %r is corrupt (%s); left as is", skey, exc)
+        return None
+
+
 def make_schedule(job_type: str, data: Any, cron: str | None, every_ms: int | None, key: str | None,
                   tz: str | None, options: dict[str, Any]) -> Schedule:  # fmt: skip
     """A validated schedule: every error is an InvalidJobError before anything is written."""
