@@ -26,6 +26,8 @@ NAMES = (
     "repair_tokens",
     "unlock",
     "retry",
+    "watchdog",
+    "expire_unowned",
     "repeat",  # feata: repeatable jobs (_schedule.py)
     "clean",  # feata: queue.clean
 )

@@ -24,10 +24,11 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from . import _codec as codec
-from ._events import checked, decode, encode, raw_client
+from ._events import checked, decode, raw_client
 from ._job import parse_fields
 from ._keys import PROMOTION_LOCK, TTL_LOCK, Keys
 from ._scripts import AsyncScripts
+from ._watchdog import AckLog, WatchdogPass, expire_unowned, watchdog_pass
 
 log = logging.getLogger("pykue.worker")
 
@@ -46,10 +47,20 @@ class Settings:
     repair_interval: float = 5.0
     repeat_interval: float = 0.5  # how often this process looks for due repeatable jobs (feata)
     shutdown_timeout: float = 5.0
+    # The fleet watchdog (see _watchdog.py). stuck_after_ms > 0 opts in to returning unowned
+    # active jobs not updated for that long (a dead Node worker's); job hashes in no set of their
+    # state are indexed again once seen so for orphan_after_ms (0: never).
+    stuck_after_ms: int = 0
+    orphan_after_ms: int = 300_000
+    ttl_grace_ms: int = 1000  # how long a Node worker has to ack "ttl exceeded" (Kue waits 1 s)
+    watchdog_interval: float = 1.0
+    watchdog_batch: int = 100  # SCAN COUNT per sweep: the bound on one pass's work
 
     def __post_init__(self) -> None:
         if self.lease_ms < 100 or self.max_stalled < 0 or self.batch < 1:
             raise ValueError("lease_ms >= 100, max_stalled >= 0 and batch >= 1 are required")
+        if min(self.stuck_after_ms, self.orphan_after_ms, self.ttl_grace_ms) < 0 or self.watchdog_batch < 1:
+            raise ValueError("stuck_after_ms, orphan_after_ms, ttl_grace_ms >= 0 and watchdog_batch >= 1 are required")
 
 
 PAUSED = "paused"  # claim.lua's reply for a type paused with queue.pause()
@@ -301,6 +312,7 @@ class Maintenance:
 
     def __init__(self, client: Any, scripts: AsyncScripts, keys: Keys, settings: Settings) -> None:
         self.client, self.scripts, self.keys, self.settings = client, scripts, keys, settings
+        self.acks = AckLog(keep_s=10 * max(1.0, settings.ttl_grace_ms / 1000))
         self.types: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -318,11 +330,12 @@ class Maintenance:
     async def _loop(self) -> None:
         s = self.settings
         loop = asyncio.get_running_loop()
-        due = dict.fromkeys(("promote", "ttl", "reap", "repair", "repeat"), 0.0)
-        every = {"promote": s.promote_interval, "ttl": s.ttl_interval,
-                 "reap": s.reap_interval, "repair": s.repair_interval, "repeat": s.repeat_interval}  # fmt: skip
+        due = dict.fromkeys(("promote", "ttl", "reap", "repair", "watchdog", "repeat"), 0.0)
+        every = {"promote": s.promote_interval, "ttl": s.ttl_interval, "reap": s.reap_interval,
+                 "repair": s.repair_interval, "watchdog": s.watchdog_interval,
+                 "repeat": s.repeat_interval}  # fmt: skip
         jobs = {"promote": self.promote, "ttl": self.check_ttl, "reap": self.reap, "repair": self.repair,
-                "repeat": self.fire_schedules}  # fmt: skip
+                "watchdog": self.watchdog, "repeat": self.fire_schedules}  # fmt: skip
         while not self._stop.is_set():
             now = loop.time()
             for name, when in due.items():
@@ -363,19 +376,28 @@ class Maintenance:
             return 0
         return int(await self.scripts.call("repair_tokens", self.keys.jobs, [self.keys.prefix, *sorted(self.types)]))
 
+    async def watchdog(self) -> WatchdogPass:
+        """Clean up after Node processes and kue.app (stale leases and marks, orphans; with
+        stuck_after_ms, dead Node workers' jobs): one bounded step per call."""
+        s = self.settings
+        return await watchdog_pass(self.scripts, self.keys, s.stuck_after_ms, s.max_stalled, s.watchdog_batch,
+                                   s.orphan_after_ms)  # fmt: skip
+
     async def check_ttl(self) -> None:
         await self._locked(TTL_LOCK, self._ttl_pass)
 
     async def _ttl_pass(self) -> None:
-        """Fail jobs of ours past their TTL; tell Node's workers about theirs, as Kue does."""
+        """Fail jobs of ours past their TTL; tell Node's workers about theirs, as Kue does, and
+        fail those no Kue worker acks within ttl_grace_ms (their worker died)."""
         now = codec.now_ms()
         expired = await self.client.zrangebyscore(self.keys.state("active"), 100000, now, start=0, num=1000)
+        unowned: list[int] = []
         for member in expired:
             job_id = codec.id_of_member(member)
             if job_id is None:  # not a job: claim.lua and the reaper deal with such entries
                 continue
             if not await self.client.hexists(self.keys.owners, job_id):
-                await self.client.publish(self.keys.events, encode(job_id, "ttl exceeded"))
+                unowned.append(job_id)  # a Node worker's: announced, then failed if nobody acks
                 continue
             raw = await self.client.hmget(self.keys.job(job_id), "backoff", "delay", "attempts")
             f = dict(zip(("backoff", "delay", "attempts"), raw, strict=True))
@@ -384,6 +406,7 @@ class Maintenance:
             msg = "TTL exceeded"
             args = [self.keys.prefix, now, job_id, "*", msg, msg, msg, ms, "ttl"]
             await self.scripts.call("fail", self.keys.jobs, args)
+        await expire_unowned(self.client, self.scripts, self.keys, unowned, self.settings.ttl_grace_ms, self.acks)
 
 
 class Subscriber:
@@ -457,6 +480,7 @@ class Runtime:
                               self.settings, len(self.engines) + 1)  # fmt: skip
         if not self.engines:
             await self.subscribe(self._answer_ttl)
+            await self.subscribe(self.maintenance.acks.hear)
         self.engines.append(engine)
         engine.start()
         self.maintenance.types.add(job_type)

@@ -28,6 +28,7 @@ import pykue
 from pykue import cli_features
 from pykue._core import redis_url as default_redis_url
 from pykue._keys import STATES
+from pykue._watchdog import parse_duration_ms
 
 redis_opt = click.option("--redis", "redis_url", default=None, envvar="REDIS_URL", help="Redis URL.")
 prefix_opt = click.option("--prefix", default="q", show_default=True, help="Key prefix (Kue's default is q).")
@@ -194,6 +195,7 @@ class BurstEnd:
 @click.option("--burst", is_flag=True, help="Exit once no job of the type is inactive, active or due within a minute.")
 @click.option("--burst-timeout", type=click.FloatRange(min=0), default=None,
               help="With --burst: give up after this many seconds (exit 1) even if jobs are left.")  # fmt: skip
+@click.option("--stuck-after", help="Watchdog: re-queue active jobs no pykue worker owns, idle this long (30s, 5m).")
 @redis_opt
 @prefix_opt
 @friendly
@@ -203,12 +205,15 @@ def worker(
     concurrency: int,
     burst: bool,
     burst_timeout: float | None,
+    stuck_after: str | None,
     redis_url: str | None,
     prefix: str,
 ) -> None:
     """Process jobs with HANDLER (module:function); graceful on SIGTERM/Ctrl-C."""
+    after = parse_duration_ms(stuck_after) if stuck_after else 0
+    settings = pykue.Settings(stuck_after_ms=after, orphan_after_ms=after) if after else None
     fn = _load_handler(handler)
-    queue = pykue.create_queue(redis_url, prefix=prefix)
+    queue = pykue.create_queue(redis_url, prefix=prefix, settings=settings)
     require_redis(queue.url)
     queue.process(job_type, concurrency, fn)
     click.echo(f"pykue worker: {job_type} x{concurrency} on {queue.url}", err=True)

@@ -247,3 +247,19 @@ local function fail_job(id, now, err, logline, msg, delay)
   if f[6] and jtype then retain(id, jtype, 'failed', f[6], now) end  -- feata: remove_on_fail
   return -attempts
 end
+
+-- A stall count belongs to one run of the job: STALLS holds "<count>@<run>", the run being
+-- "<attempts>/<failed_at>", which every outcome changes, whoever writes it (Node or pykue).
+-- A count left by an earlier run starts over, so a job that a Node worker completed or
+-- failed since is not failed for its next single stall.
+local function stall_run(attempts, failed_at) return (attempts or '0') .. '/' .. (failed_at or '') end
+local function count_stall(id, run)
+  local old = redis.call('HGET', STALLS, id)
+  local n = 1
+  if old then
+    local c, r = string.match(old, '^(%d+)@(.*)$')
+    if r == run then n = tonumber(c) + 1 end
+  end
+  redis.call('HSET', STALLS, id, n .. '@' .. run)
+  return n
+end
