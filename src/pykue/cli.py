@@ -26,6 +26,7 @@ import click
 import redis
 
 import pykue
+from pykue import cli_features
 from pykue._core import redis_url as default_redis_url
 from pykue._keys import STATES
 from pykue._watchdog import parse_duration_ms
@@ -549,6 +550,10 @@ def dashboard(read_only: bool, token: str | None, insecure: bool, prefix: str, *
 
     app = _guarded(create_dashboard, opts, prefix=prefix, read_only=read_only, token=token, insecure=insecure)
     serve("dashboard", app, opts, note=" (read-only)" if read_only else "")
+
+
+for _command in cli_features.COMMANDS:  # issue 12's commands (schedules, pause, resume, clean, ...)
+    main.add_command(_command)
 
 
 if __name__ == "__main__":
