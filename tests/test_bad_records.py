@@ -446,3 +446,10 @@ def test_progress_with_numbers_javascript_cannot_hold_is_refused(
     with pytest.raises(InvalidJobError, match="progress"):
         job.progress(completed, total)
     assert r.hget(f"{prefix}:job:1", "progress") is None
+
+
+def test_listing_skips_index_members_that_are_not_job_ids(queue: pykue.Queue, r: redis.Redis, prefix: str) -> None:
+    queue.create("w", {}).save()
+    r.zadd(f"{prefix}:jobs:inactive", {"garbage": 0, "02|ab": 0, "03|1e3": 0})
+    assert [job.id for job in queue.jobs("inactive")] == [1]
+    assert queue.job_ids("inactive", order="desc") == [1]
