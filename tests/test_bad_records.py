@@ -168,7 +168,8 @@ def test_corrupt_numbers_are_set_aside_naming_the_field(
     ran = _run(queue)
     wait_for(lambda: ran == [2], what="the good job")
     wait_for(lambda: r.hget(f"{prefix}:job:1", "state") == "failed", what="the bad one set aside")
-    assert f"field {field} is '{value[:40]}', not an integer" in (r.hget(f"{prefix}:job:1", "error") or "")
+    what = "an integer" if "attempts" in field else "a number"
+    assert f"field {field} is '{value[:40]}', not {what} within" in (r.hget(f"{prefix}:job:1", "error") or "")
     assert r.zscore(f"{prefix}:jobs:w:failed", "01|1") is not None
     wait_for(lambda: _leftovers(r, prefix) == (0, 0), what="no job left active")
 
@@ -453,3 +454,13 @@ def test_listing_skips_index_members_that_are_not_job_ids(queue: pykue.Queue, r:
     r.zadd(f"{prefix}:jobs:inactive", {"garbage": 0, "02|ab": 0, "03|1e3": 0})
     assert [job.id for job in queue.jobs("inactive")] == [1]
     assert queue.job_ids("inactive", order="desc") == [1]
+
+
+def test_fractional_numbers_as_node_kue_stores_them_are_not_set_aside(
+    queue: pykue.Queue, r: redis.Redis, prefix: str
+) -> None:
+    queue.create("w", {}).save()
+    r.hset(f"{prefix}:job:1", mapping={"priority": "1.5", "ttl": "60000.5", "delay": "0.5"})
+    ran = _run(queue)
+    wait_for(lambda: r.hget(f"{prefix}:job:1", "state") == "complete", what="the job completed")
+    assert ran == [1]

@@ -6,8 +6,8 @@
 -- The rule every transition follows: read and validate everything, then write. Redis does
 -- not roll back a script that errors half-way, so nothing that can raise (a key of the wrong
 -- type, HINCRBY on a corrupt number, a NaN score) may run after the first write. Numbers read
--- from a job hash go through int_of (nil when corrupt), never bare tonumber (which takes
--- "nan", "inf" and "0x10"); a record that fails validation is set aside, not half-moved.
+-- from a job hash go through int_of/num_of (nil when corrupt), never bare tonumber (which
+-- takes "nan", "inf" and "0x10"); a record that fails validation is set aside, not half-moved.
 -- Audited (issue 9): claim, complete, fail, enqueue, set_state, set_priority, promote, reap
 -- type-check their keys first (wrong_type / is_a) and read job hashes with redis.pcall where
 -- a read follows a write. progress, remove and unlock write once or read first; renew and
@@ -29,6 +29,15 @@ local MAX_SAFE = 9007199254740991
 -- A stored integer as JavaScript's safe integers allow ("12", "-3"), or nil.
 local function int_of(v)
   if type(v) ~= 'string' or #v > 17 or not string.find(v, '^%-?%d+$') then return nil end
+  local n = tonumber(v)
+  if n > MAX_SAFE or n < -MAX_SAFE then return nil end
+  return n
+end
+
+-- A stored number in plain decimals within the safe range ("1.5", as Node Kue stores a
+-- fractional priority or delay), or nil. Used where a value is only a score or duration.
+local function num_of(v)
+  if type(v) ~= 'string' or #v > 32 or not string.find(v, '^%-?%d+%.?%d*$') then return nil end
   local n = tonumber(v)
   if n > MAX_SAFE or n < -MAX_SAFE then return nil end
   return n
@@ -71,7 +80,7 @@ local function shown(s)
 end
 
 -- What is wrong with a job hash (f: field -> value, all: HGETALL), or nil if nothing.
-local INT_FIELDS = { 'priority', 'attempts', 'max_attempts', 'delay', 'ttl' }
+local INT_FIELDS = { attempts = int_of, max_attempts = int_of, priority = num_of, delay = num_of, ttl = num_of }
 local function record_problem(f, all)
   for i = 1, #all do
     if not utf8_ok(all[i]) then
@@ -81,10 +90,11 @@ local function record_problem(f, all)
   end
   if not f.type or f.type == '' then return 'job hash has no type field' end
   if not STATES[f.state or ''] then return 'unknown state ' .. shown(f.state or '') end
-  for _, name in ipairs(INT_FIELDS) do
+  for name, parse in pairs(INT_FIELDS) do
     local v = f[name]
-    if v and v ~= '' and not int_of(v) then
-      return 'field ' .. name .. ' is ' .. shown(v) .. ', not an integer within +-2^53'
+    if v and v ~= '' and not parse(v) then
+      local what = parse == int_of and 'an integer' or 'a number'
+      return 'field ' .. name .. ' is ' .. shown(v) .. ', not ' .. what .. ' within +-2^53'
     end
   end
   return nil
@@ -158,7 +168,7 @@ local function drop_lease(id, token)
 end
 
 local function active_score(priority, ttl, now)
-  ttl = int_of(ttl)
+  ttl = num_of(ttl)
   if ttl and ttl > 0 then return now + ttl end
   if priority < 0 then return priority end
   return -priority
@@ -197,7 +207,7 @@ end
 local function fail_job(id, now, err, logline, msg, delay)
   local key = jobkey(id)
   local f = redis.call('HMGET', key, 'type', 'priority', 'max_attempts', 'state', 'attempts')
-  local pri, max = int_of(f[2]) or 0, int_of(f[3]) or 1
+  local pri, max = num_of(f[2]) or 0, int_of(f[3]) or 1
   local attempts = (int_of(f[5]) or 0) + 1  -- not HINCRBY: it errors on a corrupt count
   local retry = (delay and delay >= 0) and 'delayed' or 'inactive'
   local jtype = writable_type(f[1], f[4], retry)

@@ -32,7 +32,7 @@ end
 -- Failed for good with the reason, in the failed sets of its own (checked) type only.
 local function set_aside(id, z, f, reason)
   local msg = 'pykue: ' .. reason .. '; set aside'
-  local pri = int_of(f.priority) or 0
+  local pri = num_of(f.priority) or 0
   redis.call('ZREM', k('jobs:inactive'), z)
   redis.call('HSET', jobkey(id), 'state', 'failed', 'error', msg, 'failed_at', now, 'updated_at', now)
   redis.call('ZADD', k('jobs:failed'), pri, z)
@@ -69,7 +69,7 @@ while claimed < count do
       set_aside(id, z, f, problem)
     elseif not problem and f.state == 'inactive' and f.type == jtype then
       claimed = claimed + 1
-      local pri = int_of(f.priority) or 0
+      local pri = num_of(f.priority) or 0
       redis.call('ZREM', k('jobs:inactive'), z)
       redis.call('HSET', jobkey(id), 'state', 'active', 'started_at', now, 'updated_at', now, 'workerId', wid)
       redis.call('ZADD', k('jobs:active'), active_score(pri, f.ttl, now), z)
