@@ -25,7 +25,6 @@ from redis.exceptions import RedisError
 
 from . import _codec as codec
 from ._events import checked, decode, encode, raw_client
-from ._job import parse_fields
 from ._keys import PROMOTION_LOCK, TTL_LOCK, Keys
 from ._scripts import AsyncScripts
 
@@ -144,16 +143,29 @@ class WorkerEngine:
         for i in range(0, len(out), 3):
             token = out[i + 1].decode() if isinstance(out[i + 1], bytes) else str(out[i + 1])
             if not token:  # a bad record claim.lua set aside
-                log.error("pykue: %s job %s: %s", self.type, out[i], out[i + 2])
+                log.error("pykue: %s job %s: %s", self.type, codec.text(out[i]), codec.text(out[i + 2]))
                 continue
             job_id = int(out[i])
-            fields = parse_fields(out[i + 2])
+            fields, problem = codec.claimed_record(out[i + 2])
+            if problem:
+                self._set_aside(job_id, token, problem)
+                continue
             fields.update(claimed)
             self._owned[job_id] = token
             self._fields[job_id] = fields
             self._tasks[job_id] = asyncio.ensure_future(self._run_one(job_id, token, fields))
         if len(self._tasks) >= self.concurrency:
             self._slot.clear()
+
+    def _set_aside(self, job_id: int, token: str, reason: str) -> None:
+        """A claimed record no reader can decode fails for good, in the background. If that
+        call fails too, the job stays held under a token no handler owns, which the lease
+        renewal hands back, and the next claim sets it aside again."""
+        log.error("pykue: %s job %s set aside: %s", self.type, job_id, reason)
+        args = [self.keys.prefix, codec.now_ms(), job_id, token, reason]
+        task = asyncio.ensure_future(self.scripts.call("set_aside", self.keys.jobs, args))
+        _ASIDES.add(task)
+        task.add_done_callback(_ASIDES.discard)
 
     async def _run_one(self, job_id: int, token: str, fields: dict[str, str]) -> None:
         started = codec.now_ms()
@@ -365,6 +377,10 @@ class Maintenance:
             await self.scripts.call("fail", self.keys.jobs, args)
 
 
+# Set-aside calls in flight (a reference keeps a task alive until it is done).
+_ASIDES: set[asyncio.Future[Any]] = set()
+
+
 class Subscriber:
     """Listens on `P:events` and hands each Kue message to `dispatch`; survives reconnects.
 
@@ -424,7 +440,8 @@ class Runtime:
 
     def __init__(self, client: Any, keys: Keys, settings: Settings) -> None:
         self.client, self.keys, self.settings = client, keys, settings
-        self.scripts = AsyncScripts(client)
+        self.raw_client = raw_client(client)  # for replies that may hold bytes as stored
+        self.scripts = AsyncScripts(client, self.raw_client)
         self.engines: list[WorkerEngine] = []
         self.maintenance = Maintenance(client, self.scripts, keys, settings)
         self.subscriber: Subscriber | None = None
@@ -475,4 +492,5 @@ class Runtime:
         if self.subscriber is not None:
             await self.subscriber.stop()
             self.subscriber = None
+        await self.raw_client.aclose()
         await self.client.aclose()

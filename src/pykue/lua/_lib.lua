@@ -44,30 +44,32 @@ local function num_of(v)
 end
 
 -- Whether Python's strict UTF-8 decoder accepts s (no overlongs, surrogates or > U+10FFFF):
--- redis-py decodes every reply, and one bad byte in it raises in the worker.
+-- redis-py decodes every reply, and one bad byte in it raises in the worker. ASCII runs are
+-- skipped by find (in C); each multi-byte sequence costs one string.byte call.
 local function utf8_ok(s)
-  local i, n = 1, #s
-  while true do
-    i = string.find(s, '[\128-\255]', i)
-    if not i then return true end
-    local c, len, lo, hi = string.byte(s, i), 0, 128, 191
-    if c >= 194 and c <= 223 then len = 2
-    elseif c == 224 then len, lo = 3, 160
-    elseif c == 237 then len, hi = 3, 159
-    elseif c >= 225 and c <= 239 then len = 3
-    elseif c == 240 then len, lo = 4, 144
-    elseif c >= 241 and c <= 243 then len = 4
-    elseif c == 244 then len, hi = 4, 143
-    else return false end
-    if i + len - 1 > n then return false end
-    local c2 = string.byte(s, i + 1)
-    if c2 < lo or c2 > hi then return false end
-    for j = i + 2, i + len - 1 do
-      local cj = string.byte(s, j)
-      if cj < 128 or cj > 191 then return false end
+  local byte, find = string.byte, string.find
+  local i, n = find(s, '[\128-\255]'), #s
+  while i do
+    local c, c2, c3, c4 = byte(s, i, i + 3)
+    if c < 128 then
+      i = find(s, '[\128-\255]', i + 1)
+    elseif c >= 194 and c <= 223 then
+      if not c2 or c2 < 128 or c2 > 191 then return false end
+      i = i + 2
+    elseif c >= 224 and c <= 239 then
+      local lo, hi = c == 224 and 160 or 128, c == 237 and 159 or 191
+      if not c3 or c2 < lo or c2 > hi or c3 < 128 or c3 > 191 then return false end
+      i = i + 3
+    elseif c >= 240 and c <= 244 then
+      local lo, hi = c == 240 and 144 or 128, c == 244 and 143 or 191
+      if not c4 or c2 < lo or c2 > hi or c3 < 128 or c3 > 191 or c4 < 128 or c4 > 191 then return false end
+      i = i + 4
+    else
+      return false
     end
-    i = i + len
+    if i and i > n then return true end
   end
+  return true
 end
 
 -- A value quoted for an error message: ASCII only, bytes as \xNN, at most 40 characters.
@@ -79,15 +81,12 @@ local function shown(s)
   return "'" .. t .. "'"
 end
 
--- What is wrong with a job hash (f: field -> value, all: HGETALL), or nil if nothing.
+-- What is wrong with a job hash (f: field -> value), or nil if nothing. Bytes that are not
+-- UTF-8 are the worker's to find (claim's reply is read undecoded, and Python decodes at C
+-- speed what this would scan byte by byte), except in `type`, which decides whose job it is.
 local INT_FIELDS = { attempts = int_of, max_attempts = int_of, priority = num_of, delay = num_of, ttl = num_of }
-local function record_problem(f, all)
-  for i = 1, #all do
-    if not utf8_ok(all[i]) then
-      if i % 2 == 1 then return 'a field name ' .. shown(all[i]) .. ' is not UTF-8' end
-      return 'field ' .. shown(all[i - 1]) .. ' is not UTF-8: ' .. shown(all[i])
-    end
-  end
+local function record_problem(f)
+  if f.type and not utf8_ok(f.type) then return "field 'type' is not UTF-8: " .. shown(f.type) end
   if not f.type or f.type == '' then return 'job hash has no type field' end
   if not STATES[f.state or ''] then return 'unknown state ' .. shown(f.state or '') end
   for name, parse in pairs(INT_FIELDS) do

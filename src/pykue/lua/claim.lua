@@ -1,9 +1,11 @@
 -- Claim up to `count` inactive jobs of one type for a worker, atomically: the job leaves
 -- inactive, becomes active with an owner token and a lease, and its wake-up token is used.
--- Stray index entries are dropped. A bad record (a byte that is not UTF-8 in any field, no
--- type, an unknown state, a corrupt number, a key that is not a hash, an id that is not a
--- number) is set aside, never returned: failed with an error naming the field and reason
--- when it has a hash to carry that, else only unindexed; the batch goes on either way.
+-- Stray index entries are dropped. A bad record (no type or one that is not UTF-8, an unknown
+-- state, a corrupt number, a key that is not a hash, an id that is not a number) is set
+-- aside, never returned: failed with an error naming the field and reason when it has a
+-- hash to carry that, else only unindexed; the batch goes on either way. Other bytes that
+-- are not UTF-8 are the worker's to find: this reply is read undecoded (see _scripts.py
+-- UNDECODED) and the worker sets such a record aside with set_aside.lua.
 -- The queue's own keys are type-checked first, so nothing below can raise after a write.
 -- ARGV: prefix, now, type, count, lease_ms, token_base ("<worker>:<claim>"), worker_id,
 --       tokens_already_taken
@@ -61,7 +63,7 @@ while claimed < count do
   else
     local f = {}
     for i = 1, #all, 2 do f[all[i]] = all[i + 1] end
-    local problem = record_problem(f, all)
+    local problem = record_problem(f)
     -- A stale entry (the job is in another state, or of another type) is only dropped.
     local ours = (f.state == 'inactive' or not STATES[f.state or ''])
       and (f.type == jtype or (f.type or '') == '' or not utf8_ok(f.type))
