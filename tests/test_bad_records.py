@@ -97,13 +97,13 @@ def test_non_utf8_bytes_in_any_field_are_set_aside_and_the_batch_runs(
     raw.hset(f"{prefix}:job:5", "type", b"w\xed\xa0\x80")  # a UTF-8-encoded surrogate
     ran = _run(queue)
     wait_for(lambda: sorted(ran) == [1, 6], what="the good jobs of the batch")
+    states = lambda: [raw.hget(f"{prefix}:job:{n}", "state") for n in (2, 3, 4, 5)]  # noqa: E731
+    wait_for(lambda: states() == [b"failed"] * 4, what="the bad records set aside")
     reasons = {n: raw.hget(f"{prefix}:job:{n}", "error") for n in (2, 3, 4, 5)}
     assert b"field 'data' is not UTF-8" in reasons[2] and b"\\xff" in reasons[2]
     assert b"a field name 'extra\\xfe' is not UTF-8" in reasons[3]
     assert b"field 'backoff' is not UTF-8" in reasons[4]
     assert b"field 'type' is not UTF-8" in reasons[5]
-    for n in (2, 3, 4, 5):
-        assert raw.hget(f"{prefix}:job:{n}", "state") == b"failed"
     assert sorted(int(m.split(b"|")[1]) for m in raw.zrange(f"{prefix}:jobs:failed", 0, -1)) == [2, 3, 4, 5]
     queue.create("w", {"n": 7}).save()  # the claim loop is still alive
     wait_for(lambda: 7 in ran, what="a job saved after the bad ones")

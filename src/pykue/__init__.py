@@ -13,6 +13,7 @@ from ._codec import PRIORITIES, register_backoff
 from ._errors import (
     InvalidJobError,
     JobNotFoundError,
+    JobStateError,
     LoopThreadError,
     NoQueueError,
     PykueError,
@@ -39,6 +40,7 @@ __all__ = [
     "InvalidJobError",
     "Job",
     "JobNotFoundError",
+    "JobStateError",
     "Keys",
     "LoopThreadError",
     "NoQueueError",

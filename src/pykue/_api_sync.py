@@ -15,6 +15,7 @@ from ._core import STAT_NAMES, QueueCore, default_queue, remember, stats_dict
 from ._errors import InvalidJobError, JobNotFoundError
 from ._job import BoundJob, log_line
 from ._keys import State, check_state
+from ._retry import after_retry, retry_args, retry_outcome
 from ._scripts import Scripts
 
 SAVE_CHUNK = 500  # jobs per enqueue script call
@@ -65,6 +66,12 @@ class Job(BoundJob):
 
     def delayed(self) -> Self:
         return self.set_state(State.DELAYED)
+
+    def retry(self, force: bool = False) -> Self:
+        """The queue's retry() of this job: a failed job runs again, its attempts reset."""
+        self.queue.retry(self.id or 0, force)
+        after_retry(self.fields)
+        return self
 
     def set_priority(self, level: int | str) -> Self:
         self.priority(level)
@@ -138,6 +145,12 @@ class QueueBase(QueueCore):
         finally:
             if listening:
                 self._settle([(job.id, job) for job in jobs if job.id is not None and job.has_listeners()])
+
+    def retry(self, job_id: int | str, force: bool = False) -> None:
+        """Run a failed job again with its attempts reset (BullMQ's job.retry()); any other
+        state raises JobStateError unless `force`. Forcing a running job revokes that run's
+        owner token in the same call: its outcome is refused."""
+        retry_outcome(job_id, self._call("retry", retry_args(job_id, force)))
 
     def _progress(self, job: Job, pct: int, data: Any) -> None:
         data_json = codec.js_dumps(data, "progress data") if data is not None else ""

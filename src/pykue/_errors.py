@@ -3,6 +3,7 @@
 PykueError
 ├── InvalidJobError        bad job options or data, refused before anything is written
 ├── JobNotFoundError       no job hash under that id
+├── JobStateError          the job is not in a state that allows the operation
 ├── ServerError            the embedded Redis server could not start
 ├── ShutdownError          the queue is shutting down / was shut down
 ├── LoopThreadError        a sync call made from the sync queue's own event-loop thread
@@ -26,6 +27,14 @@ class JobNotFoundError(PykueError, LookupError):
     def __init__(self, job_id: int | str) -> None:
         super().__init__(f'job "{job_id}" doesnt exist')
         self.job_id = job_id
+
+
+class JobStateError(PykueError, ValueError):
+    """The job's state refuses the operation (retrying a job that has not failed)."""
+
+    def __init__(self, job_id: int | str, state: str, hint: str = "") -> None:
+        super().__init__(f"job {job_id} is {state or 'in no state'}" + (f": {hint}" if hint else ""))
+        self.job_id, self.state = job_id, state
 
 
 class ServerError(PykueError, RuntimeError):

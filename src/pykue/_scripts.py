@@ -25,6 +25,7 @@ NAMES = (
     "set_priority",
     "repair_tokens",
     "unlock",
+    "retry",
     "set_aside",
 )
 # Scripts whose reply carries job hashes as stored: registered on a client that does not

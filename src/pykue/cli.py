@@ -315,19 +315,30 @@ def job(job_id: int, redis_url: str | None, prefix: str) -> None:
 @click.argument("job_id", type=int, required=False)
 @click.option("--all-failed", is_flag=True)
 @click.option("--type", "job_type")
+@click.option("--force", is_flag=True, help="Also re-run a job that has not failed (an active one is revoked).")
 @redis_opt
 @prefix_opt
 @friendly
-def retry(job_id: int | None, all_failed: bool, job_type: str | None, redis_url: str | None, prefix: str) -> None:
-    """Send a failed job (or all of them) back to inactive."""
+def retry(job_id: int | None, all_failed: bool, job_type: str | None, force: bool, redis_url: str | None,
+          prefix: str) -> None:  # fmt: skip
+    """Run a failed job (or all of them) again, attempts reset; other states only with --force."""
     if job_id is None and not all_failed:
         raise ValueError("give a JOB_ID or --all-failed")
-    queue = pykue.create_queue(redis_url, prefix=prefix)
-    targets = [queue.get_job(job_id)] if job_id is not None else queue.jobs("failed", job_type)
-    for j in targets:
-        j.inactive()
-    click.echo(f"re-queued {len(targets)} job(s)")
-    queue.shutdown()
+    with pykue.create_queue(redis_url, prefix=prefix) as queue:
+        ids = [job_id] if job_id is not None else queue.job_ids("failed", job_type)
+        done, skipped = 0, []
+        for i in ids:
+            try:
+                queue.retry(i, force)
+                done += 1
+            except pykue.JobStateError as exc:
+                skipped.append(exc)
+    click.echo(f"re-queued {done} job(s), attempts reset")
+    for refused in skipped:
+        click.echo(f"skipped job {refused.job_id}: it is {refused.state or 'in no state'} (--force retries it)",
+                   err=True)  # fmt: skip
+    if skipped and job_id is not None:
+        sys.exit(2)
 
 
 @main.command()
@@ -474,34 +485,49 @@ def seats(prefix: str, reset: bool, **opts: Any) -> None:
     serve("seats", lambda url: create_app(url, prefix=prefix, reset=reset), opts)
 
 
+web_opts = [
+    click.option("--read-only", is_flag=True, help="Refuse every change."),
+    click.option("--token", envvar="PYKUE_DASHBOARD_TOKEN", help="Require this token (Bearer, cookie or ?token=)."),
+    click.option("--insecure", is_flag=True, help="Allow binding beyond loopback without a token."),
+]
+
+
+def _guarded(factory: Callable[..., Any], opts: dict[str, Any], **kw: Any) -> Callable[[str], Any]:
+    """The app factory with the web guard's options; refuses a non-loopback bind without a token."""
+    from pykue.web.security import exposure_error, hosts_for
+
+    if problem := exposure_error(opts["host"], kw["token"], kw.pop("insecure")):
+        raise ValueError(problem)
+    return functools.partial(factory, hosts=hosts_for(opts["host"], kw["token"]), **kw)
+
+
 @main.command()
 @served(3000)
+@web_opts[0]
+@web_opts[1]
+@web_opts[2]
 @prefix_opt
 @friendly
-def api(prefix: str, **opts: Any) -> None:
-    """Kue's JSON API alone (the dashboard serves it too), with an OpenAPI document at /docs."""
+def api(read_only: bool, token: str | None, insecure: bool, prefix: str, **opts: Any) -> None:
+    """Kue's JSON API alone (the dashboard serves it too), described at /openapi.json."""
     from pykue.web.api import create_app
 
-    serve("api", lambda url: create_app(url, prefix=prefix), opts)
-
-
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+    app = _guarded(create_app, opts, prefix=prefix, read_only=read_only, token=token, insecure=insecure)
+    serve("api", app, opts, note=" (read-only)" if read_only else "")
 
 
 @main.command()
 @served(3000)
-@click.option("--read-only", is_flag=True, help="Refuse every write.")
-@click.option("--token", envvar="PYKUE_DASHBOARD_TOKEN", help="Require this token (Bearer, cookie or ?token=).")
-@click.option("--insecure", is_flag=True, help="Allow binding beyond loopback without a token.")
+@web_opts[0]
+@web_opts[1]
+@web_opts[2]
 @prefix_opt
 @friendly
 def dashboard(read_only: bool, token: str | None, insecure: bool, prefix: str, **opts: Any) -> None:
     """The web dashboard, Kue's JSON API and /metrics."""
-    if opts["host"] not in LOOPBACK and not token and not insecure:
-        raise ValueError(f"binding to {opts['host']} exposes the queue: give --token (or --insecure to accept that)")
     from pykue.web.dashboard import create_dashboard
 
-    app = functools.partial(create_dashboard, prefix=prefix, read_only=read_only, token=token)
+    app = _guarded(create_dashboard, opts, prefix=prefix, read_only=read_only, token=token, insecure=insecure)
     serve("dashboard", app, opts, note=" (read-only)" if read_only else "")
 
 

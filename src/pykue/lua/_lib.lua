@@ -8,8 +8,8 @@
 -- type, HINCRBY on a corrupt number, a NaN score) may run after the first write. Numbers read
 -- from a job hash go through int_of/num_of (nil when corrupt), never bare tonumber (which
 -- takes "nan", "inf" and "0x10"); a record that fails validation is set aside, not half-moved.
--- Audited (issue 9): claim, complete, fail, enqueue, set_state, set_priority, promote, reap
--- type-check their keys first (wrong_type / is_a) and read job hashes with redis.pcall where
+-- Audited (issue 9): claim, complete, fail, enqueue, set_state, set_priority, set_aside,
+-- retry, promote, reap type-check their keys first (wrong_type / is_a) and read job hashes with redis.pcall where
 -- a read follows a write. progress, remove and unlock write once or read first; renew and
 -- repair_tokens only touch pykue's lease keys and the wake-up lists.
 local P = ARGV[1]
