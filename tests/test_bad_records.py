@@ -464,3 +464,17 @@ def test_fractional_numbers_as_node_kue_stores_them_are_not_set_aside(
     ran = _run(queue)
     wait_for(lambda: r.hget(f"{prefix}:job:1", "state") == "complete", what="the job completed")
     assert ran == [1]
+
+
+def test_set_aside_only_acts_for_the_owner_of_the_claim(queue: pykue.Queue, r: redis.Redis, prefix: str) -> None:
+    queue.create("w", {}).save()
+    now = codec.now_ms()
+    [job_id, token, _] = queue.scripts.call("claim", f"{prefix}:jobs", [prefix, now, "w", 1, 60000, "wk:1", "wid", 0])
+    call = queue.scripts.call
+    assert call("set_aside", f"{prefix}:jobs", [prefix, now, job_id, "wk:9:1", "field 'data' is bad"]) == 0
+    assert r.hget(f"{prefix}:job:1", "state") == "active" and r.hget(f"{prefix}:pykue:owners", "1") == token
+    assert call("set_aside", f"{prefix}:jobs", [prefix, now, job_id, token, "field 'data' is bad"]) == 1
+    assert r.hget(f"{prefix}:job:1", "state") == "failed"
+    assert r.hget(f"{prefix}:job:1", "error") == "pykue: field 'data' is bad; set aside"
+    assert r.zscore(f"{prefix}:jobs:w:failed", "01|1") is not None
+    wait_for(lambda: _leftovers(r, prefix) == (0, 0), what="no job left active")
