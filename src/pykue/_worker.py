@@ -138,6 +138,16 @@ class WorkerEngine:
                 await asyncio.sleep(0.2)
             taken = 1 if got else 0  # that token was ours: the next claim uses one fewer
 
+    def _set_aside(self, job_id: int, token: str, reason: str) -> None:
+        """A claimed record no reader can decode fails for good, in the background. If that
+        call fails too, the job stays held under a token no handler owns, which the lease
+        renewal hands back, and the next claim sets it aside again."""
+        log.error("pykue: %s job %s set aside: %s", self.type, job_id, reason)
+        args = [self.keys.prefix, codec.now_ms(), job_id, token, reason]
+        task = asyncio.ensure_future(self.scripts.call("set_aside", self.keys.jobs, args))
+        _ASIDES.add(task)
+        task.add_done_callback(_ASIDES.discard)
+
     def _start_jobs(self, out: list[Any], now: int) -> None:
         claimed = {"state": "active", "started_at": str(now), "updated_at": str(now), "workerId": self.worker_id}
         for i in range(0, len(out), 3):
@@ -156,16 +166,6 @@ class WorkerEngine:
             self._tasks[job_id] = asyncio.ensure_future(self._run_one(job_id, token, fields))
         if len(self._tasks) >= self.concurrency:
             self._slot.clear()
-
-    def _set_aside(self, job_id: int, token: str, reason: str) -> None:
-        """A claimed record no reader can decode fails for good, in the background. If that
-        call fails too, the job stays held under a token no handler owns, which the lease
-        renewal hands back, and the next claim sets it aside again."""
-        log.error("pykue: %s job %s set aside: %s", self.type, job_id, reason)
-        args = [self.keys.prefix, codec.now_ms(), job_id, token, reason]
-        task = asyncio.ensure_future(self.scripts.call("set_aside", self.keys.jobs, args))
-        _ASIDES.add(task)
-        task.add_done_callback(_ASIDES.discard)
 
     async def _run_one(self, job_id: int, token: str, fields: dict[str, str]) -> None:
         started = codec.now_ms()
