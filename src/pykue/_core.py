@@ -15,7 +15,7 @@ from ._codec import Failure
 from ._errors import NoQueueError
 from ._events import Emitter
 from ._job import BaseJob, BoundJob, data_of, parse_fields
-from ._keys import Keys, State, check_state, id_from_zid
+from ._keys import Keys, State, check_state
 from ._listeners import JobListeners
 from ._pause import WorkerContext
 from ._testmode import TestMode
@@ -114,8 +114,9 @@ class QueueCore(Emitter):
 
     @staticmethod
     def _ids(members: Sequence[str], order: str) -> list[int]:
-        """Kue sorts a rank range by id, and `desc` reverses it."""
-        ids = sorted(id_from_zid(m) for m in members)
+        """Kue sorts a rank range by id, and `desc` reverses it; a member that is not a job's
+        (hand-written, corrupt) is skipped rather than failing the whole listing."""
+        ids = sorted(i for i in map(codec.id_of_member, members) if i is not None)
         return ids[::-1] if order == "desc" else ids
 
     def _runner(self, job_cls: Any, job_type: str, concurrency: int | Handler,

@@ -25,7 +25,6 @@ from redis.exceptions import RedisError
 
 from . import _codec as codec
 from ._events import checked, decode, raw_client
-from ._job import parse_fields
 from ._keys import PROMOTION_LOCK, TTL_LOCK, Keys
 from ._scripts import AsyncScripts
 from ._watchdog import AckLog, WatchdogPass, expire_unowned, watchdog_pass
@@ -63,7 +62,7 @@ class Settings:
             raise ValueError("stuck_after_ms, orphan_after_ms, ttl_grace_ms >= 0 and watchdog_batch >= 1 are required")
 
 
-PAUSED = "paused"  # claim.lua's reply for a type paused with queue.pause()
+PAUSED = b"paused"  # claim.lua's reply for a type paused with queue.pause() (claim replies stay undecoded)
 RunFn = Callable[[int, str, dict[str, str]], Awaitable[Any]]
 
 
@@ -164,15 +163,28 @@ class WorkerEngine:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._stop.wait(), self.settings.block_timeout)
 
+    def _set_aside(self, job_id: int, token: str, reason: str) -> None:
+        """A claimed record no reader can decode fails for good, in the background. If that
+        call fails too, the job stays held under a token no handler owns, which the lease
+        renewal hands back, and the next claim sets it aside again."""
+        log.error("pykue: %s job %s set aside: %s", self.type, job_id, reason)
+        args = [self.keys.prefix, codec.now_ms(), job_id, token, reason]
+        task = asyncio.ensure_future(self.scripts.call("set_aside", self.keys.jobs, args))
+        _ASIDES.add(task)
+        task.add_done_callback(_ASIDES.discard)
+
     def _start_jobs(self, out: list[Any], now: int) -> None:
         claimed = {"state": "active", "started_at": str(now), "updated_at": str(now), "workerId": self.worker_id}
         for i in range(0, len(out), 3):
             token = out[i + 1].decode() if isinstance(out[i + 1], bytes) else str(out[i + 1])
             if not token:  # a bad record claim.lua set aside
-                log.error("pykue: %s job %s: %s", self.type, out[i], out[i + 2])
+                log.error("pykue: %s job %s: %s", self.type, codec.text(out[i]), codec.text(out[i + 2]))
                 continue
             job_id = int(out[i])
-            fields = parse_fields(out[i + 2])
+            fields, problem = codec.claimed_record(out[i + 2])
+            if problem:
+                self._set_aside(job_id, token, problem)
+                continue
             fields.update(claimed)
             self._owned[job_id] = token
             self._fields[job_id] = fields
@@ -409,6 +421,10 @@ class Maintenance:
         await expire_unowned(self.client, self.scripts, self.keys, unowned, self.settings.ttl_grace_ms, self.acks)
 
 
+# Set-aside calls in flight (a reference keeps a task alive until it is done).
+_ASIDES: set[asyncio.Future[Any]] = set()
+
+
 class Subscriber:
     """Listens on `P:events` and hands each Kue message to `dispatch`; survives reconnects.
 
@@ -468,7 +484,8 @@ class Runtime:
 
     def __init__(self, client: Any, keys: Keys, settings: Settings) -> None:
         self.client, self.keys, self.settings = client, keys, settings
-        self.scripts = AsyncScripts(client)
+        self.raw_client = raw_client(client)  # for replies that may hold bytes as stored
+        self.scripts = AsyncScripts(client, self.raw_client)
         self.engines: list[WorkerEngine] = []
         self.maintenance = Maintenance(client, self.scripts, keys, settings)
         self.subscriber: Subscriber | None = None
@@ -520,4 +537,5 @@ class Runtime:
         if self.subscriber is not None:
             await self.subscriber.stop()
             self.subscriber = None
+        await self.raw_client.aclose()
         await self.client.aclose()
