@@ -8,7 +8,14 @@ queue.process("email", 2, lambda job: send(job.data))
 
 from ._aqueue import AsyncQueue, create_async_queue
 from ._codec import PRIORITIES, register_backoff
-from ._errors import InvalidJobError, JobNotFoundError, PykueError, ServerError, ShutdownError
+from ._errors import (
+    InvalidJobError,
+    JobNotFoundError,
+    PykueError,
+    RedisOutOfMemoryError,
+    ServerError,
+    ShutdownError,
+)
 from ._job import AsyncJob, Job
 from ._keys import STATES, Keys
 from ._queue import Queue, create_queue
@@ -29,6 +36,7 @@ __all__ = [
     "Keys",
     "PykueError",
     "Queue",
+    "RedisOutOfMemoryError",
     "ServerError",
     "Settings",
     "ShutdownError",

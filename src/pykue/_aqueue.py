@@ -13,6 +13,7 @@ from . import _codec as codec
 from ._core import STAT_NAMES, Handler, QueueCore, async_client, redis_url, stats_dict
 from ._errors import JobNotFoundError, ShutdownError
 from ._job import AsyncJob
+from ._scripts import best_effort
 from ._worker import Runtime, Settings, WorkerEngine
 from .server import EmbeddedRedis
 
@@ -80,13 +81,15 @@ class AsyncQueue(QueueCore):
 
     async def _progress(self, job: AsyncJob, pct: int, data: Any) -> None:
         data_json = codec.js_dumps(data, "progress data") if data is not None else ""
-        await self._call("progress", [codec.now_ms(), job.id, pct, data_json])
+        with best_effort("progress", job.id):
+            await self._call("progress", [codec.now_ms(), job.id, pct, data_json])
 
     async def _log(self, job: AsyncJob, line: str) -> None:
-        async with self.client.pipeline() as p:
-            p.rpush(self.keys.log(job.id or 0), line)
-            p.hset(self.keys.job(job.id or 0), "updated_at", codec.now_ms())
-            await p.execute()
+        with best_effort("log", job.id):
+            async with self.client.pipeline() as p:
+                p.rpush(self.keys.log(job.id or 0), line)
+                p.hset(self.keys.job(job.id or 0), "updated_at", codec.now_ms())
+                await p.execute()
 
     async def _hgetall(self, job_id: int | str) -> dict[str, str]:
         return cast(dict[str, str], await self.client.hgetall(self.keys.job(job_id)))

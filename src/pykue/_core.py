@@ -17,7 +17,7 @@ from ._events import Emitter, Registry
 from ._job import BaseJob, data_of, parse_fields
 from ._keys import STATES, Keys, id_from_zid
 from ._testmode import TestMode
-from ._worker import RunFn, Settings
+from ._worker import JobLease, RunFn, Settings, guarded
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 Handler = Callable[..., Any]
@@ -99,9 +99,9 @@ class QueueCore(Emitter):
         self._executors.append(executor)
         call = invoker(fn, executor)
 
-        async def run(job_id: int, token: str, fields: dict[str, str]) -> Any:
+        async def run(job_id: int, token: str, fields: dict[str, str], lease: JobLease) -> Any:
             job = job_cls(self, fields.get("type") or job_type, job_id=job_id, fields=fields)
-            job.token = token
+            job.token, job.lease = token, lease
             return await call(job)
 
         return n, run
@@ -147,8 +147,10 @@ def invoker(handler: Handler, executor: Executor | None) -> Callable[[BaseJob], 
     """How to run a handler of any style (coroutine or plain function, Kue's (job, done)
     or not), decided once rather than per job."""
     is_coro = inspect.iscoroutinefunction(handler)
+    kue = kue_style(handler)
+    handler = guarded(handler, is_coro)
 
-    if kue_style(handler):
+    if kue:
 
         async def with_done(job: BaseJob) -> Any:
             job.data = data_of(job.fields)

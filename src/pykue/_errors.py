@@ -3,11 +3,14 @@
 PykueError
 ├── InvalidJobError        bad job options or data, refused before anything is written
 ├── JobNotFoundError       no job hash under that id
-├── ServerError            the embedded Redis server could not start
+├── ServerError            the Redis server could not start, or refused the work
+│   └── RedisOutOfMemoryError  Redis is full (maxmemory) and refused a write
 └── ShutdownError          the queue is shutting down / was shut down
 """
 
 from __future__ import annotations
+
+from redis.exceptions import OutOfMemoryError
 
 
 class PykueError(Exception):
@@ -27,7 +30,15 @@ class JobNotFoundError(PykueError, LookupError):
 
 
 class ServerError(PykueError, RuntimeError):
-    """The embedded Redis server could not be started."""
+    """The embedded Redis server could not be started, or Redis refused the work."""
+
+
+class RedisOutOfMemoryError(ServerError, OutOfMemoryError):
+    """Redis reached `maxmemory` (policy noeviction) and refused to store the change.
+
+    Also a redis-py `OutOfMemoryError` (so a `RedisError`), which code that retries Redis
+    errors already handles. Free memory, raise maxmemory, or drain queues, then retry.
+    """
 
 
 class ShutdownError(PykueError, RuntimeError):

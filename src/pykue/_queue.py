@@ -16,7 +16,7 @@ from . import _codec as codec
 from ._core import STAT_NAMES, Handler, QueueCore, async_client, redis_url, stats_dict
 from ._errors import JobNotFoundError, ShutdownError
 from ._job import Job
-from ._scripts import Scripts
+from ._scripts import Scripts, best_effort
 from ._worker import Runtime, Settings, WorkerEngine
 from .server import EmbeddedRedis
 
@@ -138,10 +138,11 @@ class Queue(QueueCore):
 
     def _progress(self, job: Job, pct: int, data: Any) -> None:
         data_json = codec.js_dumps(data, "progress data") if data is not None else ""
-        self._call("progress", [codec.now_ms(), job.id, pct, data_json])
+        with best_effort("progress", job.id):
+            self._call("progress", [codec.now_ms(), job.id, pct, data_json])
 
     def _log(self, job: Job, line: str) -> None:
-        with self.client.pipeline() as p:
+        with best_effort("log", job.id), self.client.pipeline() as p:
             p.rpush(self.keys.log(job.id or 0), line)
             p.hset(self.keys.job(job.id or 0), "updated_at", codec.now_ms())
             p.execute()
