@@ -88,7 +88,8 @@ class EmbeddedRedis:
             "--bind", "127.0.0.1",
             "--dir", self.dir,
             "--save", *(["3600", "1"] if self.persist else [""]),
-            "--appendonly", "no",
+            "--appendonly", "yes" if self.persist else "no",  # persist: every write on disk, as AOF
+            "--appendfsync", "always",
             "--protected-mode", "yes",
             "--loglevel", "warning",
             "--logfile", os.path.join(self.dir, "redis.log"),
