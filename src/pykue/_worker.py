@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from . import _codec as codec
 from ._events import decode, encode
@@ -448,7 +448,8 @@ class Maintenance:
                     try:
                         await jobs[name]()
                     except (RedisError, OSError) as exc:
-                        self._healthy_since = loop.time()
+                        if not isinstance(exc, ResponseError):  # unreachable, not merely refusing
+                            self._healthy_since = loop.time()
                         log.warning("pykue: %s failed (%s)", name, exc)
                     self._check_gap(loop.time() - now)
             pause = max(0.01, min(due.values()) - loop.time())
