@@ -58,15 +58,7 @@ def recorder(url: str, prefix: str, who: str) -> Callable[[pykue.Job], Any]:
     client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=10)
 
     def handler(job: pykue.Job) -> Any:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                record_start(client, prefix, job, who)
-                break
-            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)  # Redis is down or loading: retry the record, not the job
+        record_start(client, prefix, job, who)
         if job.data.get("ms") and getattr(job, "lease", None) is not None:
             job.lease.revoked.wait(job.data["ms"] / 1000)
         return job.id

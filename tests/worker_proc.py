@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 import redis
+from redis.exceptions import OutOfMemoryError
 
 import pykue
 from pykue import Settings
@@ -27,15 +28,24 @@ from pykue import Settings
 SEP = "|"
 
 
-def record_start(client: redis.Redis, prefix: str, job: pykue.Job, who: str) -> None:
+def record_start(client: redis.Redis, prefix: str, job: pykue.Job, who: str, patience: float = 120) -> None:
     """Append "id|state|owned|who" to PREFIX:starts: the job's state when its handler
     started, and whether Redis still named this worker's token as its owner. A start on a
-    job that is complete, or not ours, is the defect the fault suite counts."""
-    with client.pipeline(transaction=True) as p:
-        p.hget(f"{prefix}:job:{job.id}", "state")
-        p.hget(f"{prefix}:pykue:owners", str(job.id))
-        state, owner = p.execute()
-    client.rpush(f"{prefix}:starts", SEP.join((str(job.id), str(state), str(owner == job.token), who)))
+    job that is complete, or not ours, is the defect the fault suite counts. Retried while
+    Redis is down, loading or full: the record must not fail the job."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            with client.pipeline(transaction=True) as p:
+                p.hget(f"{prefix}:job:{job.id}", "state")
+                p.hget(f"{prefix}:pykue:owners", str(job.id))
+                state, owner = p.execute()
+            client.rpush(f"{prefix}:starts", SEP.join((str(job.id), str(state), str(owner == job.token), who)))
+            return
+        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OutOfMemoryError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def main() -> None:
