@@ -11,7 +11,9 @@ socket timeout, CLIENT PAUSE past the lease, and a full Redis (maxmemory, noevic
 3 s. Every handler records its start with the job's state and ownership at that moment.
 Then it audits Redis and prints a markdown table: jobs lost, completed twice, handlers
 started on a finished (or no longer owned) job, re-runs after an interruption (expected:
-at-least-once), stuck (not complete 60 s after the last fault), and time to recover.
+at-least-once), stuck (not complete 60 s after the last fault), and time to recover: for a
+worker fault, from the kill/stop until no active job is held by that process any more; for
+a Redis fault, from its end until completions resume.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,20 +68,41 @@ def client(srv: EmbeddedRedis) -> redis.Redis:
     return redis.Redis.from_url(srv.url, decode_responses=True, socket_timeout=15)
 
 
-def kill_worker(fleet: Fleet) -> None:
+def held_by(srv: EmbeddedRedis, pid: int) -> int:
+    """Active jobs whose workerId names that process."""
+    c = client(srv)
+    ids = [m.split("|", 1)[1] for m in c.zrange(f"{PREFIX}:jobs:active", 0, -1)]
+    with c.pipeline(transaction=False) as p:
+        for i in ids:
+            p.hget(f"{PREFIX}:job:{i}", "workerId")
+        return sum(1 for w in p.execute() if w and f":{pid}:" in w)
+
+
+def until_back(srv: EmbeddedRedis, pid: int, t0: float, deadline: float = 60) -> float:
+    """Seconds from t0 until no active job is held by process `pid` any more."""
+    while held_by(srv, pid) and time.monotonic() - t0 < deadline:
+        time.sleep(0.05)
+    return time.monotonic() - t0
+
+
+def kill_worker(fleet: Fleet) -> float:
     i = random.randrange(len(fleet.procs))
-    fleet.procs[i].kill()
-    fleet.procs[i].wait()
-    if fleet.procs[i].stdout:
-        fleet.procs[i].stdout.close()  # type: ignore[union-attr]
+    proc, t0 = fleet.procs[i], time.monotonic()
+    proc.kill()
+    proc.wait()
+    if proc.stdout:
+        proc.stdout.close()
     fleet.procs[i] = fleet.spawn()
+    return until_back(fleet.srv, proc.pid, t0)
 
 
-def stop_worker(fleet: Fleet) -> None:
-    proc = random.choice(fleet.procs)
+def stop_worker(fleet: Fleet) -> float:
+    proc, t0 = random.choice(fleet.procs), time.monotonic()
     proc.send_signal(signal.SIGSTOP)
-    time.sleep(2.5 * LEASE_MS / 1000)  # the fault's duration
+    back = until_back(fleet.srv, proc.pid, t0, deadline=2.5 * LEASE_MS / 1000)
+    time.sleep(max(0.0, 2.5 * LEASE_MS / 1000 - back))  # stopped for 2.5 leases in all
     proc.send_signal(signal.SIGCONT)
+    return back
 
 
 def redis_shutdown(fleet: Fleet) -> None:
@@ -107,7 +131,7 @@ def full_redis(fleet: Fleet) -> None:
     c.config_set("maxmemory", 0)
 
 
-FAULTS = {
+FAULTS: dict[str, Callable[[Fleet], float | None]] = {
     "kill -9 worker": kill_worker,
     "SIGSTOP worker 2.5 leases": stop_worker,
     "Redis SHUTDOWN + restart (AOF)": redis_shutdown,
@@ -125,13 +149,13 @@ def completed(srv: EmbeddedRedis) -> int | None:
         return None
 
 
-def recovery(srv: EmbeddedRedis, before: int, deadline: float = 60) -> float:
-    """Seconds after a fault until completions resume (50 more, or the queue is drained)."""
+def resumed(srv: EmbeddedRedis, before: int, deadline: float = 60) -> float:
+    """Seconds after a Redis fault until completions resume (50 more, or the queue drained)."""
     t0 = time.monotonic()
     total = int(client(srv).get(f"{PREFIX}:ids") or 0)
     while time.monotonic() - t0 < deadline:
         done = completed(srv)
-        if done is not None and (done >= min(before + 50, total)):
+        if done is not None and done >= min(before + 50, total):
             return time.monotonic() - t0
         time.sleep(0.05)
     return float("inf")
@@ -188,9 +212,9 @@ def main() -> None:
             time.sleep(random.uniform(0.5, 2.0))
             kind = random.choice(list(FAULTS))
             before = completed(srv) or 0
-            FAULTS[kind](fleet)
+            back = FAULTS[kind](fleet)
             injected[kind] += 1
-            recover.setdefault(kind, []).append(recovery(srv, before))
+            recover.setdefault(kind, []).append(back if back is not None else resumed(srv, before))
             print(f"{time.monotonic() - t_start:7.1f}s  {kind:38s} complete {completed(srv)}", flush=True)
         last_fault = time.monotonic()
         r = client(srv)
@@ -207,7 +231,7 @@ def print_table(a: Any, seed: int, injected: Counter[str], recover: dict[str, li
     print(f"\n`PYTHONPATH=src python bench/chaos.py --jobs {a.jobs} --faults {a.faults} --workers {a.workers} "
           f"--seed {seed}` ({time.strftime('%Y-%m-%d', time.gmtime())}, {took:.0f} s, "
           f"{a.workers} worker processes x 8 slots, lease {LEASE_MS} ms)\n")  # fmt: skip
-    print("| fault | injected | recovery: median / max (s) |")
+    print("| fault | injected | time to recover, median / max (s) |")
     print("|---|---:|---:|")
     for kind in FAULTS:
         times = recover.get(kind, [])
