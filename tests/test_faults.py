@@ -339,3 +339,21 @@ def test_a_job_taken_back_is_revoked_for_its_running_handler(url: str, prefix: s
     q.get_job(job.id or 0).set_state("inactive")  # an operator re-queues the running job
     wait_for(lambda: revoked == [True], what="the handler to see its job revoked")
     q.shutdown(1)
+
+
+def test_renewal_spares_a_claim_whose_reply_may_still_be_in_flight(url: str, prefix: str, r: redis.Redis) -> None:
+    """The race a renewal must not lose: claim 7 ran in Redis but its reply has not reached
+    the worker yet. Named as in flight (floor 7), its jobs stay; once it is settled
+    (floor 8) and still unknown to the worker, they are handed back."""
+    q = pykue.create_queue(url, prefix=prefix)
+    q.save_many(q.create("f", {}) for _ in range(2))
+    assert len(q.scripts.call("claim", q.keys.jobs, [prefix, now_ms(), "f", 2, 1000, "w1:7", "w", 0])) == 6
+
+    def renew(floor: int) -> list[list[str]]:
+        return list(q.scripts.call("renew", q.keys.jobs, [prefix, now_ms(), 1000, "w1", floor, "renew"]))
+
+    assert renew(7) == [[], []] and q.active_count() == 2
+    assert renew(8) == [[], ["1", "2"]]
+    assert q.inactive_count() == 2 and r.hlen(f"{prefix}:pykue:owners") == 0
+    assert r.hget(f"{prefix}:job:1", "attempts") is None  # no attempt spent
+    q.shutdown()
