@@ -4,6 +4,7 @@ twice, 0 left active or held, 0 handlers started on a job that was finished or n
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -357,3 +358,33 @@ def test_renewal_spares_a_claim_whose_reply_may_still_be_in_flight(url: str, pre
     assert q.inactive_count() == 2 and r.hlen(f"{prefix}:pykue:owners") == 0
     assert r.hget(f"{prefix}:job:1", "attempts") is None  # no attempt spent
     q.shutdown()
+
+
+def test_an_asyncio_handler_is_cancelled_when_its_job_is_taken_back(url: str, prefix: str, r: redis.Redis) -> None:
+    async def main() -> None:
+        q = pykue.create_async_queue(url, prefix=prefix, settings=FAST)
+        started, cancelled, again = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+        async def handler(job: pykue.AsyncJob) -> None:
+            if started.is_set():
+                again.set()  # run again after the re-queue
+                return
+            started.set()
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                assert job.revoked
+                cancelled.set()
+                raise
+
+        await q.process("f", handler)
+        job = await q.create("f", {}).save()
+        await started.wait()
+        await (await q.get_job(job.id or 0)).set_state("inactive")  # an operator re-queues it
+        await asyncio.wait_for(cancelled.wait(), 10)
+        await asyncio.wait_for(again.wait(), 10)
+        await q.shutdown()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+    assert r.hget(f"{prefix}:job:1", "state") == "complete"  # run again, to completion
+    assert r.hget(f"{prefix}:job:1", "error") is None  # the cancelled run failed nothing
