@@ -36,6 +36,9 @@ import redis
 import pykue
 from pykue import EmbeddedRedis
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from worker_proc import bad_start  # the fault suite's record format
+
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = str(ROOT / "tests" / "worker_proc.py")
 PREFIX = "chaos"
@@ -176,7 +179,10 @@ def audit(r: redis.Redis) -> dict[str, Any]:
         "lost": sum(1 for state, _ in rows if state is None),
         "completed twice": sum(1 for state, attempts in rows if state == "complete" and attempts != "1"),
         "stuck": sum(1 for state, _ in rows if state not in (None, "complete")),
-        "started on a finished/not-owned job": sum(1 for s in starts if s[1] != "active" or s[2] != "True"),
+        "handler started on a finished/not-owned job": sum(1 for s in starts if bad_start(s, LEASE_MS) == "defect"),
+        "taken from a handler paused right after its lease check": sum(
+            1 for s in starts if bad_start(s, LEASE_MS) == "paused"
+        ),
         "re-run after an interruption": sum(c - 1 for c in per_job.values()),
         "never started": n - len(per_job),
         "owner entries left": r.hlen(f"{PREFIX}:pykue:owners"),
@@ -189,10 +195,12 @@ def main() -> None:
     ap.add_argument("--faults", type=int, default=30)
     ap.add_argument("--workers", type=int, default=3)
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--kinds", default="", help="only faults whose name contains one of these (comma-separated)")
     a = ap.parse_args()
     seed = a.seed if a.seed is not None else random.randrange(1 << 30)
     random.seed(seed)
     t_start = time.monotonic()
+    kinds = [k for k in FAULTS if not a.kinds or any(w in k for w in a.kinds.split(","))]
     with EmbeddedRedis(persist=True) as srv:
         producer = pykue.create_queue(srv.url, prefix=PREFIX)
         for lo in range(0, a.jobs, 500):
@@ -210,7 +218,7 @@ def main() -> None:
             if done >= a.jobs:
                 break  # drained early: report the faults it took
             time.sleep(random.uniform(0.5, 2.0))
-            kind = random.choice(list(FAULTS))
+            kind = random.choice(kinds)
             before = completed(srv) or 0
             back = FAULTS[kind](fleet)
             injected[kind] += 1

@@ -23,7 +23,7 @@ from pykue import EmbeddedRedis
 from pykue._codec import now_ms
 from tests.conftest import FAST, PY, py_env
 from tests.helpers import wait_for
-from tests.worker_proc import SEP, record_start
+from tests.worker_proc import SEP, bad_start, record_start
 
 WORKER = str(Path(__file__).with_name("worker_proc.py"))
 
@@ -79,7 +79,8 @@ def audit(r: redis.Redis, prefix: str, n: int) -> dict[str, Any]:
         # complete.lua counts a completion as an attempt: 2 means completed twice (or a failed attempt)
         "twice": [i for i, (_, attempts, _) in enumerate(rows, 1) if attempts != "1"],
         "errors": sorted({err for _, _, err in rows if err}),
-        "bad_starts": [s for s in starts if s[1] != "active" or s[2] != "True"],
+        "bad_starts": [s for s in starts if bad_start(s, FAST.lease_ms) == "defect"],
+        "paused_starts": [s for s in starts if bad_start(s, FAST.lease_ms) == "paused"],
         "started": {int(s[0]) for s in starts},
         "reruns": len(starts) - len({s[0] for s in starts}),  # at-least-once: an interrupted run again
         "active": r.zcard(f"{prefix}:jobs:active"),

@@ -29,23 +29,36 @@ SEP = "|"
 
 
 def record_start(client: redis.Redis, prefix: str, job: pykue.Job, who: str, patience: float = 120) -> None:
-    """Append "id|state|owned|who" to PREFIX:starts: the job's state when its handler
-    started, and whether Redis still named this worker's token as its owner. A start on a
-    job that is complete, or not ours, is the defect the fault suite counts. Retried while
-    Redis is down, loading or full: the record must not fail the job."""
+    """Append "id|state|owned|who|lag_ms" to PREFIX:starts: the job's state when its handler
+    started, whether Redis still named this worker's token as its owner, and how long after
+    the worker's lease check that was read (a process paused right after the check reads
+    late). Retried while Redis is down, loading or full: the record must not fail the job."""
     deadline = time.monotonic() + patience
+    started = getattr(getattr(job, "lease", None), "started", None)
     while True:
         try:
+            lag = "-" if started is None else str(int((time.monotonic() - started) * 1000))
             with client.pipeline(transaction=True) as p:
                 p.hget(f"{prefix}:job:{job.id}", "state")
                 p.hget(f"{prefix}:pykue:owners", str(job.id))
                 state, owner = p.execute()
-            client.rpush(f"{prefix}:starts", SEP.join((str(job.id), str(state), str(owner == job.token), who)))
+            client.rpush(f"{prefix}:starts", SEP.join((str(job.id), str(state), str(owner == job.token), who, lag)))
             return
         except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OutOfMemoryError):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+def bad_start(record: list[str], lease_ms: int) -> str | None:
+    """Classify a start record: None (fine), "defect" (a handler let start on a job that was
+    finished or not ours) or "paused" (the job was ours at the lease check, but the process
+    stalled longer than the check's margin, lease/3, before the handler's first read: the
+    job was taken from a handler already running, an at-least-once re-run)."""
+    _, state, owned, _, lag = record
+    if state == "active" and owned == "True":
+        return None
+    return "paused" if lag != "-" and int(lag) > lease_ms / 3 else "defect"
 
 
 def main() -> None:

@@ -85,6 +85,7 @@ class JobLease:
         self.engine, self.job_id, self.token = engine, job_id, token
         self.revoked = threading.Event()
         self.threaded = False  # the handler runs in a pool thread (it cannot be cancelled)
+        self.started: float | None = None  # monotonic time the handler was let start
 
     def enter(self) -> None:
         """In the pool thread, right before a sync handler: make sure the job is still ours."""
@@ -93,10 +94,12 @@ class JobLease:
             loop = self.engine.loop
             if not asyncio.run_coroutine_threadsafe(self.engine.confirm(self), loop).result():
                 raise LeaseLostError(self.job_id)
+        self.started = time.monotonic()
 
     async def aenter(self) -> None:
         if (self.revoked.is_set() or not self.engine.lease_fresh()) and not await self.engine.confirm(self):
             raise LeaseLostError(self.job_id)
+        self.started = time.monotonic()
 
 
 def guarded(handler: Callable[..., Any], is_coro: bool) -> Callable[..., Any]:
@@ -338,14 +341,16 @@ class WorkerEngine:
         return False
 
     async def _renew_loop(self) -> None:
-        interval = self.settings.lease_ms / 3000
-        await self.renew()
+        """Every lease/3; after a failure sooner (backing off), so a short outage costs no lease."""
+        interval, retry = self.settings.lease_ms / 3000, 0.05
+        ok = await self.renew()
         while not self._stop.is_set():
+            wait, retry = (interval, 0.05) if ok else (retry, min(interval, retry * 2))
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), interval)
-            await self.renew()
+                await asyncio.wait_for(self._stop.wait(), wait)
+            ok = await self.renew()
 
-    async def renew(self, raising: bool = False, mode: str = "renew") -> None:
+    async def renew(self, raising: bool = False, mode: str = "renew") -> bool:
         """Heartbeat (a live worker keeps its lease even when idle), learn which jobs were
         taken from us, and have Redis hand back what it says we hold but no handler runs."""
         floor = self._inflight if self._inflight is not None else self._seq + 1
@@ -360,7 +365,7 @@ class WorkerEngine:
             if raising:
                 raise
             log.warning("pykue: lease renewal failed (%s)", exc)
-            return
+            return False
         if mode == "renew":
             self._lease_at = max(self._lease_at, sent)
         if back:
@@ -372,6 +377,7 @@ class WorkerEngine:
                 if h.task is not None:
                     log.warning("pykue: job %s was taken back (lease, TTL, removal or re-queue)", h.job_id)
                 self._revoke(h)
+        return True
 
     # -- shutdown -------------------------------------------------------------------
     async def shutdown(self, timeout: float) -> None:
