@@ -201,7 +201,7 @@ def main() -> None:
     random.seed(seed)
     t_start = time.monotonic()
     kinds = [k for k in FAULTS if not a.kinds or any(w in k for w in a.kinds.split(","))]
-    with EmbeddedRedis(persist=True) as srv:
+    with EmbeddedRedis(aof=True) as srv:
         producer = pykue.create_queue(srv.url, prefix=PREFIX)
         for lo in range(0, a.jobs, 500):
             producer.save_many(

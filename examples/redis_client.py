@@ -51,8 +51,13 @@ def connect(url: str = REDIS_URL, retry_every: float = 1.0) -> redis.Redis:
         return client
 
 
+def stop_now(signum: int, frame: object) -> None:
+    """SIGTERM or Ctrl-C ends the program at once, even in the middle of its retries."""
+    raise SystemExit(0)
+
+
 if __name__ == "__main__":
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop_now)
     connect()
-    stop.wait()  # like the seed, stay connected until stopped
+    threading.Event().wait()  # like the seed, stay connected until stopped

@@ -11,3 +11,10 @@ def double(job: pykue.Job) -> int:
 
 def explode(job: pykue.Job) -> None:
     raise RuntimeError(f"no luck for {job.id}")
+
+
+def flaky(job: pykue.Job) -> str:
+    """Fails its first attempt: with a backoff, the retry waits in `delayed`."""
+    if job.attempts_made == 0:
+        raise RuntimeError("first attempt fails")
+    return "second attempt"

@@ -58,3 +58,8 @@ def py_env() -> dict[str, str]:
 
 
 PY = sys.executable
+
+
+from tests.twins import tq, twin  # noqa: E402  (fixtures: one body for both twins)
+
+__all__ = ["tq", "twin"]

@@ -146,3 +146,59 @@ def test_dashboard_in_a_real_browser(fresh: EmbeddedRedis) -> None:
         svc.stop()
     assert Path(ARTIFACTS / "dashboard.png").stat().st_size > 10_000
     assert attempts == [bad.id, bad.id]
+
+
+def test_dashboard_actions_find_and_redis_outage_in_a_browser(fresh: EmbeddedRedis) -> None:
+    """Retry resets attempts and re-queue keeps them (two meanings, two buttons); finding an
+    unknown id closes the open job; Redis down shows a banner and a grey dot, not a blank page."""
+    from playwright.sync_api import expect, sync_playwright
+
+    svc = Service("dashboard", fresh.url)
+    q = pykue.create_queue(fresh.url, settings=FAST)
+    errors: list[str] = []
+    try:
+        bad = q.create("flaky", {}, attempts=2).save()
+        bad.failed()
+        q.client.hset(q.keys.job(bad.id or 0), "attempts", 2)
+        other = q.create("flaky", {}, attempts=2).save()
+        other.failed()
+        q.client.hset(q.keys.job(other.id or 0), "attempts", 2)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            page = browser.new_page()
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto(svc.base + "/")
+            expect(page.locator("#live.on")).to_be_visible(timeout=15000)
+            page.click('#states button[data-state="failed"]')
+
+            page.locator(f'#jobs tr[data-id="{bad.id}"]').click()
+            expect(page.locator("#d-attempts")).to_have_text("2 made, 0 left of 2")
+            page.click("#a-retry")
+            expect(page.locator("#d-state")).to_have_text("inactive", timeout=15000)
+            expect(page.locator("#d-attempts")).to_have_text("0 made, 2 left of 2")
+            expect(page.locator("#a-retry")).to_be_hidden()
+
+            page.locator(f'#jobs tr[data-id="{other.id}"]').click()
+            page.click("#a-requeue")
+            expect(page.locator("#d-state")).to_have_text("inactive", timeout=15000)
+            expect(page.locator("#d-attempts")).to_have_text("2 made, 0 left of 2")  # Kue's re-queue keeps them
+
+            page.fill("#find-id", "424242")
+            page.click("#find button")
+            expect(page.locator("#detail")).to_be_hidden()
+            expect(page.locator("#find-message")).to_have_text('job "424242" doesnt exist')
+            page.fill("#find-id", str(bad.id))
+            page.click("#find button")
+            expect(page.locator("#d-id")).to_have_text(str(bad.id))
+            expect(page.locator("#find-message")).to_have_text("")
+
+            fresh.close()
+            expect(page.locator("#banner")).to_be_visible(timeout=15000)
+            expect(page.locator("#banner")).to_contain_text("Redis is unavailable")
+            expect(page.locator("#live")).not_to_have_class("live on")
+            browser.close()
+        assert not [e for e in errors if "Content Security Policy" in e], errors
+        assert not any("Traceback" in line for line in svc.lines), "\n".join(svc.lines)
+    finally:
+        q.shutdown(1)
+        svc.stop()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import threading
 
-import pytest
 import redis
 
 import pykue
+from pykue import EmbeddedRedis
 from pykue._codec import js_dumps
-from pykue._keys import Keys, zid
+from pykue._keys import PROMOTION_LOCK, TTL_LOCK, Keys, zid
+from tests.conftest import FAST
+from tests.helpers import wait_for
 
 
 def test_key_builder_strings() -> None:
@@ -66,16 +69,29 @@ def test_events_message_shape(queue: pykue.Queue, r: redis.Redis, prefix: str) -
     ps.close()
 
 
-@pytest.mark.parametrize("prefix_name", ["{cluster}"])
-def test_hash_tagged_prefix_keeps_every_key_in_one_slot(url: str, r: redis.Redis, prefix_name: str) -> None:
-    from tests.helpers import wait_for
-
-    q = pykue.create_queue(url, prefix=prefix_name + "x")
-    try:
-        q.create("t", {}).save()
-        q.process("t", lambda job: 1)
-        wait_for(lambda: q.complete_count() == 1, what="completion")
-        keys = [k for k in r.scan_iter(match="{cluster}x*")]
-        assert keys and all(k.startswith("{cluster}x:") for k in keys)
-    finally:
-        q.shutdown(1)
+def test_hash_tagged_prefix_keeps_every_key_in_one_slot(prefix: str) -> None:
+    """A lifecycle on a private server; every key of the whole database is checked while a
+    job runs (leases exist) and at the end: a key written outside the prefix fails."""
+    tagged = "{" + prefix + "}x"
+    running, release = threading.Event(), threading.Event()
+    with EmbeddedRedis() as srv, redis.Redis.from_url(srv.url, decode_responses=True) as client:
+        q = pykue.create_queue(srv.url, prefix=tagged, settings=FAST)
+        try:
+            q.create("t", {}).save()
+            q.create("t", {}).delay(50).save()
+            q.create("u", {"fail": 1}).attempts(2).backoff(True).save()
+            q.process("t", lambda job: job.log("x") and running.set() and release.wait(10))
+            q.process("u", lambda job: 1 / 0)
+            assert running.wait(10)
+            during = set(client.scan_iter(count=1000))
+            release.set()
+            wait_for(lambda: q.complete_count() == 2 and q.failed_count() == 1, what="jobs to finish")
+        finally:
+            release.set()
+            q.shutdown(1)
+        after = set(client.scan_iter(count=1000))
+    for keys in (during, after):
+        outside = {k for k in keys if not k.startswith(tagged + ":")}
+        assert len(keys - outside) >= 8  # the job hashes, logs, state sets, ids, types, ...
+        assert outside <= {PROMOTION_LOCK, TTL_LOCK}, outside  # only Kue's own unprefixed locks (shared with Node)
+    assert any(":pykue:" in k for k in during)  # leases were there to be checked

@@ -1,8 +1,8 @@
-"""Job lifecycle through both APIs: events, progress, logs, results, failures, retries."""
+"""Job lifecycle, one body per scenario run against both twins (the `twin` fixture):
+events, progress, logs, results, failures, retries, priorities, delays, state changes."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from typing import Any
@@ -10,13 +10,15 @@ from typing import Any
 import redis
 
 import pykue
-from tests.conftest import FAST
 from tests.helpers import wait_for
+from tests.twins import Twin
 
 
-def test_sync_complete_with_progress_log_and_events(queue: pykue.Queue, r: redis.Redis, prefix: str) -> None:
+def test_complete_with_progress_log_and_events(tq: Any, r: redis.Redis, prefix: str) -> None:
+    queue = tq
     seen: list[Any] = []
     done = threading.Event()
+    leased: list[Any] = []
     job = queue.create("email", {"to": "a@b"})
     job.on("start", lambda t: seen.append(("start", t)))
     job.on("progress", lambda pct, data: seen.append(("progress", pct, data)))
@@ -24,6 +26,8 @@ def test_sync_complete_with_progress_log_and_events(queue: pykue.Queue, r: redis
     job.save()
 
     def handler(j: pykue.Job) -> dict[str, Any]:
+        leased.append(r.hget(f"{prefix}:pykue:owners", str(j.id)))
+        leased.append([k for k in r.scan_iter(match=f"{prefix}:pykue:held:*") if r.sismember(k, str(j.id))])
         j.progress(1, 3, {"step": 1})
         j.log("working on %s", j.data["to"])
         return {"ok": True, "id": j.id}
@@ -37,42 +41,36 @@ def test_sync_complete_with_progress_log_and_events(queue: pykue.Queue, r: redis
     assert h["workerId"].startswith("kue:") and h["workerId"].endswith(":email:1")
     assert int(r.get(f"{prefix}:stats:work-time")) == int(h["duration"])
     assert queue.job_logs(1) == ["working on a@b"]
+    # the lease existed while the job ran (under these very names), and is gone after
+    assert leased[0] and len(leased[1]) == 1
     assert r.hlen(f"{prefix}:pykue:owners") == 0 and not list(r.scan_iter(match=f"{prefix}:pykue:held:*"))
 
 
-def test_async_api_lifecycle(url: str, prefix: str) -> None:
-    async def main() -> None:
-        q = pykue.create_async_queue(url, prefix=prefix, settings=FAST)
-        finished = asyncio.Event()
-        seen: list[Any] = []
-        job = q.create("video", {"n": 2}, priority="critical", attempts=2)
-        job.on("progress", lambda pct: seen.append(pct))
+def test_lifecycle_priority_result_and_logs(tq: Any) -> None:
+    q = tq
+    finished = threading.Event()
+    seen: list[Any] = []
+    job = q.create("video", {"n": 2}, priority="critical", attempts=2)
+    job.on("progress", lambda pct: seen.append(pct))
+    job.on("complete", lambda result: (seen.append(result), finished.set()))
+    job.save()
 
-        async def on_complete(result: Any) -> None:
-            seen.append(result)
-            finished.set()
+    def handler(j: pykue.Job) -> int:
+        j.progress(50, 100)
+        j.log("half")
+        return int(j.data["n"]) * 21
 
-        job.on("complete", on_complete)
-        await job.save()
-
-        async def handler(j: pykue.AsyncJob) -> int:
-            await j.progress(50, 100)
-            await j.log("half")
-            return int(j.data["n"]) * 21
-
-        await q.process("video", 3, handler)
-        await asyncio.wait_for(finished.wait(), 10)
-        assert seen == [50, 42]
-        got = await q.get_job(job.id or 0)
-        assert got.state == "complete" and got.result == 42 and got.opts.priority == -15
-        assert await got.logs() == ["half"]
-        assert (await q.stats())["completeCount"] == 1
-        await q.shutdown()
-
-    asyncio.run(main())
+    q.process("video", 3, handler)
+    assert finished.wait(10)
+    assert seen == [50, 42]
+    got = q.get_job(job.id or 0)
+    assert got.state == "complete" and got.result == 42 and got.opts.priority == -15
+    assert got.logs() == ["half"]
+    assert q.stats()["completeCount"] == 1
 
 
-def test_kue_style_done_called_twice_completes_once(queue: pykue.Queue, r: redis.Redis, prefix: str) -> None:
+def test_kue_style_done_called_twice_completes_once(tq: Any, r: redis.Redis, prefix: str) -> None:
+    queue = tq
     completes: list[Any] = []
     queue.on("job complete", lambda job_id, result: completes.append((job_id, result)))
     job = queue.create("t", {}).save()
@@ -90,7 +88,8 @@ def test_kue_style_done_called_twice_completes_once(queue: pykue.Queue, r: redis
     assert completes == [(1, "first")]
 
 
-def test_failed_attempts_with_exponential_backoff(queue: pykue.Queue, r: redis.Redis, prefix: str) -> None:
+def test_failed_attempts_with_exponential_backoff(tq: Any, r: redis.Redis, prefix: str) -> None:
+    queue = tq
     events: list[Any] = []
     final = threading.Event()
     job = queue.create("t", {}).attempts(3).backoff({"type": "exponential", "delay": 100})
@@ -112,7 +111,8 @@ def test_failed_attempts_with_exponential_backoff(queue: pykue.Queue, r: redis.R
     assert queue.job_logs(job.id or 0) == ["ValueError: boom 1"] * 3
 
 
-def test_retry_without_backoff_goes_straight_back(queue: pykue.Queue) -> None:
+def test_retry_without_backoff_goes_straight_back(tq: Any) -> None:
+    queue = tq
     calls: list[int] = []
 
     def handler(j: pykue.Job, done: Any) -> None:
@@ -126,7 +126,8 @@ def test_retry_without_backoff_goes_straight_back(queue: pykue.Queue) -> None:
     assert got.attempts_made == 2 and got.error == "nope" and len(calls) == 2
 
 
-def test_priorities_are_honoured(queue: pykue.Queue) -> None:
+def test_priorities_are_honoured(tq: Any) -> None:
+    queue = tq
     order: list[str] = []
     for name in ("low", "normal", "critical", "medium", "high", "normal"):
         queue.create("p", {"name": name}).priority(name).save()
@@ -135,7 +136,8 @@ def test_priorities_are_honoured(queue: pykue.Queue) -> None:
     assert order == ["critical", "high", "medium", "normal", "normal", "low"]
 
 
-def test_delayed_job_promoted_then_processed(queue: pykue.Queue) -> None:
+def test_delayed_job_promoted_then_processed(tq: Any) -> None:
+    queue = tq
     started: list[float] = []
     t0 = time.time()
     job = queue.create("d", {}).delay(300).save()
@@ -146,7 +148,8 @@ def test_delayed_job_promoted_then_processed(queue: pykue.Queue) -> None:
     assert started[0] - t0 < 1.5
 
 
-def test_concurrency_limit_is_honoured(queue: pykue.Queue) -> None:
+def test_concurrency_limit_is_honoured(tq: Any) -> None:
+    queue = tq
     lock = threading.Lock()
     running, peak = [0], [0]
 
@@ -164,7 +167,8 @@ def test_concurrency_limit_is_honoured(queue: pykue.Queue) -> None:
     assert peak[0] == 2
 
 
-def test_ttl_exceeded_fails_the_job(queue: pykue.Queue) -> None:
+def test_ttl_exceeded_fails_the_job(tq: Any) -> None:
+    queue = tq
     release = threading.Event()
     failed = threading.Event()
     messages: list[str] = []
@@ -178,8 +182,8 @@ def test_ttl_exceeded_fails_the_job(queue: pykue.Queue) -> None:
     assert queue.get_job(job.id or 0).state == "failed"
 
 
-def test_shutdown_fails_running_jobs_with_shutdown(url: str, prefix: str) -> None:
-    q = pykue.create_queue(url, prefix=prefix, settings=FAST)
+def test_shutdown_fails_running_jobs_with_shutdown(twin: Twin, prefix: str) -> None:
+    q = twin.queue(prefix)
     started = threading.Event()
     block = threading.Event()
     job = q.create("s", {}).save()
@@ -187,13 +191,13 @@ def test_shutdown_fails_running_jobs_with_shutdown(url: str, prefix: str) -> Non
     assert started.wait(5)
     q.shutdown(0.2)
     block.set()
-    check = pykue.create_queue(url, prefix=prefix)
+    check = twin.queue(prefix, settings=None)
     got = check.get_job(job.id or 0)
     assert got.state == "failed" and got.error == "Shutdown"
-    check.shutdown()
 
 
-def test_remove_state_and_priority_changes(queue: pykue.Queue, r: redis.Redis, prefix: str) -> None:
+def test_remove_state_and_priority_changes(tq: Any, r: redis.Redis, prefix: str) -> None:
+    queue = tq
     job = queue.create("m", {"a": 1}).save()
     job.set_priority("high")
     assert r.zscore(f"{prefix}:jobs:inactive", "01|1") == -10
@@ -207,17 +211,19 @@ def test_remove_state_and_priority_changes(queue: pykue.Queue, r: redis.Redis, p
     assert job.remove() is False
 
 
-def test_remove_on_complete(queue: pykue.Queue, r: redis.Redis, prefix: str) -> None:
+def test_remove_on_complete(tq: Any, r: redis.Redis, prefix: str) -> None:
+    queue = tq
     queue.create("roc", {}).remove_on_complete().save()
     removed = threading.Event()
     queue.on("job remove", lambda job_id, t: removed.set())
-    queue.process("roc", lambda j: None)
+    queue.process("roc", lambda j: time.sleep(0.02))
     assert removed.wait(5)
     assert not r.exists(f"{prefix}:job:1") and r.zcard(f"{prefix}:jobs") == 0
-    assert int(r.get(f"{prefix}:stats:work-time") or 0) >= 0
+    assert int(r.get(f"{prefix}:stats:work-time") or 0) >= 20  # the removed job's run still counts
 
 
-def test_ranges_and_counts(queue: pykue.Queue) -> None:
+def test_ranges_and_counts(tq: Any) -> None:
+    queue = tq
     queue.save_many(queue.create("a" if i % 2 else "b", {"i": i}) for i in range(12))
     assert queue.card() == 12 and queue.inactive_count("a") == 6
     assert queue.job_ids("inactive", "a", 0, 2) == [2, 4, 6]

@@ -17,6 +17,7 @@ from pykue import EmbeddedRedis
 from pykue.apps.notifications import BLACKLISTED, JOBS
 from pykue.server import free_port
 from tests.conftest import PY, ROOT, py_env
+from tests.helpers import wait_for
 
 EX = ROOT / "examples"
 
@@ -121,13 +122,9 @@ def test_task5_publisher_and_subscriber(fresh: EmbeddedRedis) -> None:
     sub = Lines([PY, str(EX / "subscriber.py")], env_for(fresh.url))
     try:
         sub.wait_line("Redis client connected to the server")
-        redis.Redis.from_url(fresh.url).execute_command("PING")
         # the subscriber is listening once it shows up in PUBSUB NUMSUB
-        client = redis.Redis.from_url(fresh.url, decode_responses=True)
-        for _ in range(500):
-            if client.pubsub_numsub("holberton school channel")[0][1] == 1:
-                break
-            threading.Event().wait(0.01)
+        with redis.Redis.from_url(fresh.url, decode_responses=True) as client:
+            wait_for(lambda: client.pubsub_numsub("holberton school channel")[0][1] == 1, what="the subscriber")
         pub = run("publisher.py", fresh.url)
         assert sub.proc.wait(10) == 0
     finally:

@@ -113,3 +113,72 @@ def test_seat_flow_never_sells_more_than_fifty(fresh: EmbeddedRedis) -> None:
     assert sum(ln.endswith(" failed: Not enough seats available") for ln in lines) == 10
     failed_ids = sorted(int(ln.split()[3]) for ln in lines if "failed" in ln)
     assert all(json.loads(q.hget(f"q:job:{i}", "attempts") or "0") == 1 for i in failed_ids)
+
+
+BLOCKED = '{"status":"Reservation are blocked"}'
+
+
+def settled(r: redis.Redis) -> int:
+    return int(r.zcard("q:jobs:reserve_seat:complete")) + int(r.zcard("q:jobs:reserve_seat:failed"))
+
+
+def test_a_third_seat_server_joining_a_live_fleet_never_sells_the_seats_again(fresh: EmbeddedRedis) -> None:
+    """Every start used to reset the seats to 50: a third process let 100 reservations complete."""
+    r = redis.Redis.from_url(fresh.url, decode_responses=True)
+    a, b = Service("seats", fresh.url), Service("seats", fresh.url)
+    servers = [a, b]
+    try:
+        for i in range(60):
+            assert (a if i % 2 else b).get("/reserve_seat").text == '{"status":"Reservation in process"}'
+        a.get("/process")
+        b.get("/process")
+        wait_for(lambda: settled(r) == 60, timeout=30, what="the first 60 reservations settled")
+        c = Service("seats", fresh.url)  # joins the live fleet: must not put 50 seats back
+        servers.append(c)
+        assert c.get("/available_seats").json() == {"numberOfAvailableSeats": "0"}
+        assert [c.get("/reserve_seat").text for _ in range(20)] == [BLOCKED] * 20
+        assert c.get("/process").text == '{"status":"Queue processing"}'
+        assert settled(r) == 60 and r.zcard("q:jobs:reserve_seat:complete") == 50
+    finally:
+        for svc in servers:
+            svc.stop()
+    assert r.zcard("seat_servers") == 0  # each server left the fleet on its way out
+
+
+def test_the_first_server_of_a_fleet_sets_fifty_and_reset_forces_it(fresh: EmbeddedRedis) -> None:
+    r = redis.Redis.from_url(fresh.url, decode_responses=True)
+    r.mset({"available_seats": 3, "reservation_enabled": "0"})  # left by an earlier, stopped fleet
+    a = Service("seats", fresh.url)
+    try:
+        assert a.get("/available_seats").json() == {"numberOfAvailableSeats": "50"}  # the seed's launch rule
+        r.mset({"available_seats": 7, "reservation_enabled": "0"})
+        b = Service("seats", fresh.url)
+        assert b.get("/available_seats").json() == {"numberOfAvailableSeats": "7"}
+        b.stop()
+        b = Service("seats", fresh.url, "--reset")
+        assert b.get("/available_seats").json() == {"numberOfAvailableSeats": "50"}
+        assert b.get("/reserve_seat").text == '{"status":"Reservation in process"}'
+        b.stop()
+    finally:
+        a.stop()
+
+
+def test_a_dead_servers_heartbeat_expires_so_the_next_launch_is_first_again(fresh: EmbeddedRedis) -> None:
+    """A server killed without leaving stops beating: once its heartbeat is gone, a launch sets 50 again."""
+    from pykue._core import async_client
+    from pykue.apps.seats import Seats
+
+    async def scenario() -> None:
+        client = async_client(fresh.url)
+        dead, joiner = Seats(client, heartbeat_ms=300), Seats(client, heartbeat_ms=300)
+        assert await dead.join(seats=50)
+        await client.set("available_seats", 0)
+        assert not await joiner.join(seats=50)  # dead's heartbeat is still live
+        assert await client.get("available_seats") == "0"
+        while await client.exists("seat_servers"):  # neither beats: both heartbeats lapse
+            await asyncio.sleep(0.02)
+        assert await Seats(client).join(seats=50)
+        assert await client.get("available_seats") == "50"
+        await client.aclose()
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))

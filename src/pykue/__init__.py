@@ -6,20 +6,25 @@ queue.create("email", {"to": "a@b"}).priority("high").save()
 queue.process("email", 2, lambda job: send(job.data))
 """
 
+from ._api_async import AsyncJob
+from ._api_sync import Job
 from ._aqueue import AsyncQueue, create_async_queue
 from ._codec import PRIORITIES, register_backoff
 from ._errors import (
     InvalidJobError,
     JobNotFoundError,
+    JobStateError,
+    LoopThreadError,
+    NoQueueError,
     PykueError,
     RedisOutOfMemoryError,
     ServerError,
     ShutdownError,
 )
-from ._job import AsyncJob, Job
-from ._keys import STATES, Keys
+from ._keys import STATES, TERMINAL_STATES, WAITING_STATES, Keys, State
 from ._queue import Queue, create_queue
 from ._worker import Settings
+from .connection import ConnectionSettings
 from .server import EmbeddedRedis
 
 __version__ = "0.1.0"
@@ -27,19 +32,26 @@ __version__ = "0.1.0"
 __all__ = [
     "PRIORITIES",
     "STATES",
+    "TERMINAL_STATES",
+    "WAITING_STATES",
     "AsyncJob",
     "AsyncQueue",
+    "ConnectionSettings",
     "EmbeddedRedis",
     "InvalidJobError",
     "Job",
     "JobNotFoundError",
+    "JobStateError",
     "Keys",
+    "LoopThreadError",
+    "NoQueueError",
     "PykueError",
     "Queue",
     "RedisOutOfMemoryError",
     "ServerError",
     "Settings",
     "ShutdownError",
+    "State",
     "create_async_queue",
     "create_queue",
     "register_backoff",

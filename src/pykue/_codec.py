@@ -19,6 +19,11 @@ from ._errors import InvalidJobError
 
 PRIORITIES: dict[str, int] = {"low": 10, "normal": 0, "medium": -5, "high": -10, "critical": -15}
 MAX_TYPE_LENGTH = 256
+# Node Kue reads every number as a double: beyond 2**53 - 1 integers lose digits, and Lua
+# (which also uses doubles) writes 1e17 as "1e+17", which no reader parses back as an integer.
+MAX_SAFE_INTEGER = 2**53 - 1
+# Deeper payloads are refused: Python's json would raise RecursionError on them.
+MAX_DEPTH = 200
 
 Backoff = bool | Mapping[str, Any] | Callable[[int, int], float]
 
@@ -40,36 +45,66 @@ def _jsify(value: Any, path: str) -> Any:
     return value
 
 
-def _has_float(value: Any) -> bool:
+def _has_float(value: Any, path: str, depth: int = 0) -> bool:
+    """Also the depth check: it walks the whole value once before json does."""
+    if depth > MAX_DEPTH:
+        raise InvalidJobError(f"{path} is nested more than {MAX_DEPTH} levels deep")
     if isinstance(value, float):
         return True
     if isinstance(value, dict):
-        return any(_has_float(v) for v in value.values())
+        return any([_has_float(v, path, depth + 1) for v in value.values()])
     if isinstance(value, (list, tuple)):
-        return any(_has_float(v) for v in value)
+        return any([_has_float(v, path, depth + 1) for v in value])
     return False
 
 
 def js_dumps(value: Any, what: str = "value") -> str:
     """JSON.stringify's output: compact, non-ASCII kept, integral floats as integers."""
-    if _has_float(value):
+    if _has_float(value, what):
         value = _jsify(value, what)
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        out = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidJobError(f"{what} is not JSON-serialisable: {exc}") from None
+    except RecursionError:  # a self-referencing value, or keys json walks that we do not
+        raise InvalidJobError(f"{what} is nested too deeply to serialise") from None
+    check_text(out, what)
+    return out
+
+
+def check_text(text: str, what: str) -> str:
+    """Redis stores bytes: a string with a lone surrogate has no UTF-8 form."""
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError as exc:
+            raise InvalidJobError(f"{what} contains {text[exc.start]!r} at {exc.start}, a lone surrogate") from None
+    return text
+
+
+def check_number(value: Any, name: str) -> int | float:
+    """A number Node Kue can read back exactly: finite, integers within its safe range."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidJobError(f"{name} must be a number; got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidJobError(f"{name} must be finite; got {value!r}")
+    if abs(value) > MAX_SAFE_INTEGER:
+        shown = repr(value) if len(repr(value)) < 40 else f"{repr(value)[:20]}... ({len(repr(value))} digits)"
+        raise InvalidJobError(f"{name} must be within +-{MAX_SAFE_INTEGER} (JavaScript's safe integers); got {shown}")
+    return value
 
 
 def parse_priority(level: int | str) -> int:
+    number: Any = level
     if isinstance(level, str):
         if level in PRIORITIES:
             return PRIORITIES[level]
         try:
-            return int(level)
+            number = int(level)
         except ValueError:
-            pass
-    elif isinstance(level, int) and not isinstance(level, bool):
-        return level
+            number = None
+    if isinstance(number, int) and not isinstance(number, bool):
+        return int(check_number(number, "priority"))
     names = ", ".join(PRIORITIES)
     raise InvalidJobError(f"priority must be an integer or one of {names}; got {level!r}")
 
@@ -79,13 +114,13 @@ def check_type(job_type: Any) -> str:
         raise InvalidJobError(f"job type must be a non-empty string; got {job_type!r}")
     if len(job_type) > MAX_TYPE_LENGTH or any(ord(c) < 32 for c in job_type):
         raise InvalidJobError(f"job type {job_type!r} is too long or has control characters")
-    return job_type
+    return check_text(job_type, "job type")
 
 
 def _positive_int(value: Any, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise InvalidJobError(f"{name} must be an integer >= {minimum}; got {value!r}")
-    return value
+    return int(check_number(value, name))
 
 
 def check_attempts(n: Any) -> int:
@@ -158,21 +193,32 @@ def backoff_delay(backoff: str | None, attempts: int, job_delay: int) -> tuple[i
             "backoff is JavaScript source, which pykue never evaluates; "
             f"retrying after the job's delay ({max(0, job_delay)} ms)"
         )
-    delay = spec.get("delay") or job_delay or 0
+    delay = _ms(spec.get("delay")) or job_delay or 0
     name = spec.get("pykue")
     if isinstance(name, str):
         fn = _BACKOFF_FUNCTIONS.get(name)
         if fn is not None:
-            return max(0, round(fn(attempts, job_delay))), None
-        return max(0, int(delay)), f"backoff function {name} is not registered here; fixed delay"
+            try:
+                return _ms(fn(attempts, job_delay)), None
+            except Exception as exc:  # the job must still be failed: a fixed delay instead
+                return delay, f"backoff function {name} raised {exc!r}; fixed delay"
+        return delay, f"backoff function {name} is not registered here; fixed delay"
     if spec.get("type") == "exponential":
-        max_delay = spec.get("maxDelay") or math.inf
-        return int(_js_round(min(max_delay - delay * 0.5, delay * 0.5 * (2**attempts - 1)))), None
-    return max(0, int(delay)), None
+        max_delay = _ms(spec.get("maxDelay")) or MAX_SAFE_INTEGER
+        return _ms(min(max_delay - delay * 0.5, delay * 0.5 * (2.0 ** min(attempts, 64) - 1))), None
+    return delay, None
 
 
-def _js_round(x: float) -> float:
-    return math.floor(x + 0.5) if math.isfinite(x) else x
+def _ms(value: Any) -> int:
+    """A stored or computed delay as a usable one: never raises, whatever Redis held
+    (a record Node Kue or a hand wrote may carry strings, 1e400 or NaN)."""
+    try:
+        ms = float(value or 0)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+    if math.isnan(ms) or ms <= 0:
+        return 0
+    return MAX_SAFE_INTEGER if ms >= MAX_SAFE_INTEGER else math.floor(ms + 0.5)  # JS Math.round
 
 
 @dataclass
@@ -216,15 +262,50 @@ def new_job_fields(job_type: str, data_json: str, opts: JobOptions, now: int) ->
 
 def pct(completed: float, total: float) -> int:
     """Kue's progress: min(100, completed * 100 / total | 0)."""
+    check_number(completed, "progress completed")
+    check_number(total, "progress total")
     if total == 0:
         return 100 if completed else 0
     return min(100, int(completed * 100 / total))
 
 
+# Options for a read whose reply redis-py must not decode (redis.client.NEVER_DECODE): a job
+# hash may hold bytes that are not UTF-8, and a strict decode would make the job unreadable.
+UNDECODED: dict[str, Any] = {"NEVER_DECODE": True}
+
+
+def _text(value: Any) -> Any:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
 def decode_hash(raw: Mapping[Any, Any]) -> dict[str, str]:
-    return {
-        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in raw.items()
-    }
+    """A job hash read undecoded, as text: bytes that are not UTF-8 become U+FFFD, as
+    Node Kue shows them, so a bad record can still be listed, shown and removed."""
+    return {_text(k): _text(v) for k, v in raw.items()}
+
+
+def int_field(fields: Mapping[str, str], name: str, default: int = 0) -> int:
+    """An integer field of a stored job, or `default` when it is missing or corrupt: a record
+    read from Redis may have been written by anyone, and reading it must not raise."""
+    raw = fields.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        pass
+    try:
+        number = float(raw)  # Lua writes 1e17 as "1e+17"
+    except ValueError:
+        return default
+    return int(number) if math.isfinite(number) else default
+
+
+def id_of_member(member: str | bytes) -> int | None:
+    """The job id of a zset member ("02|12"), or None for a member that is not one."""
+    text = member.decode(errors="replace") if isinstance(member, bytes) else member
+    digits = text.partition("|")[2]
+    return int(digits) if digits.isascii() and digits.isdigit() and len(digits) < 17 else None
 
 
 def loads_field(fields: Mapping[str, str], name: str) -> Any:
@@ -232,7 +313,10 @@ def loads_field(fields: Mapping[str, str], name: str) -> Any:
     raw = fields.get(name)
     if raw is None or raw == "":
         return None
-    return json.loads(raw)
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError(f"{name} is nested too deeply to read") from None
 
 
 class Failure(Exception):

@@ -1,39 +1,44 @@
-"""What the sync and asyncio queues share: settings, keys, listeners, argument building."""
+"""The pure half of a queue, shared by both twins: settings, keys, job listeners, argument
+building, handler adaptation. No I/O here (the twins' operations are in _api_async.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import os
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import Any
-
-import redis.asyncio
+from typing import Any, TypeVar
 
 from . import _codec as codec
 from ._codec import Failure
-from ._events import Emitter, Registry
-from ._job import BaseJob, data_of, parse_fields
-from ._keys import STATES, Keys, id_from_zid
+from ._errors import NoQueueError
+from ._events import Emitter
+from ._job import BaseJob, BoundJob, data_of, parse_fields
+from ._keys import Keys, State, check_state, id_from_zid
+from ._listeners import JobListeners
 from ._testmode import TestMode
 from ._worker import JobLease, RunFn, Settings, guarded
+from .connection import DEFAULT_URL, ConnectionSettings, async_client, redis_url
 
-DEFAULT_URL = "redis://127.0.0.1:6379/0"
 Handler = Callable[..., Any]
+Q = TypeVar("Q", bound="QueueCore")
+J = TypeVar("J", bound=BoundJob)
+_last_created: dict[type[QueueCore], QueueCore] = {}  # for Kue's Job.get without a queue
+
+# Old homes of names the front (apps, web, cli) used; they live in pykue.connection now.
+__all__ = ["DEFAULT_URL", "QueueCore", "async_client", "default_queue", "redis_url"]
 
 
-def redis_url(url: str | None) -> str:
-    return url or os.environ.get("REDIS_URL") or DEFAULT_URL
+def remember(kind: type[QueueCore], queue: QueueCore) -> None:
+    _last_created[kind] = queue
 
 
-def async_client(url: str, max_connections: int = 64) -> redis.asyncio.Redis:
-    """An asyncio client whose pool makes a burst of callers wait for a connection
-    instead of failing with "Too many connections"."""
-    pool = redis.asyncio.BlockingConnectionPool.from_url(
-        url, max_connections=max_connections, timeout=10, decode_responses=True, socket_connect_timeout=2
-    )
-    return redis.asyncio.Redis.from_pool(pool)  # closing the client closes the pool
+def default_queue(kind: type[Q]) -> Q:
+    """The last queue of this kind created in the process (Kue's Job.get uses it)."""
+    queue = _last_created.get(kind)
+    if not isinstance(queue, kind):
+        raise NoQueueError(f"no {kind.__name__} has been created yet: create a queue first or pass one")
+    return queue
 
 
 class QueueCore(Emitter):
@@ -44,8 +49,26 @@ class QueueCore(Emitter):
         self.keys = Keys(prefix)
         self.settings = settings or Settings()
         self.test_mode = TestMode()
-        self.registry = Registry()
+        self.listeners = JobListeners(self)
+        self.connection = ConnectionSettings()
         self._executors: list[ThreadPoolExecutor] = []
+
+    @property
+    def url(self) -> str:
+        """Where this queue's Redis is (no password), for messages."""
+        return self.connection.url
+
+    # Where job listeners are called. Both twins run these on the thread that dispatches
+    # events (the sync twin sends them to its dispatch thread), so they keep event order.
+    def _expect(self) -> None:
+        self.listeners.expect()
+
+    def _settle(self, jobs: Sequence[tuple[int, Emitter]]) -> None:
+        self.listeners.settle(jobs)
+
+    def _listen_to(self, job: BaseJob) -> None:
+        """A saved job got a listener: subscribe if needed and register it."""
+        raise NotImplementedError
 
     def _enqueue_args(self, jobs: Sequence[BaseJob], now: int) -> tuple[list[Any], list[list[str]]]:
         """One enqueue call's arguments; every job is validated before anything is sent."""
@@ -67,11 +90,9 @@ class QueueCore(Emitter):
     def _range_args(self, state: str | None, job_type: str | None) -> str:
         if state is None:
             return self.keys.jobs
-        if state not in STATES:
-            raise ValueError(f"state must be one of {', '.join(STATES)}; got {state!r}")
-        return self.keys.state(state, job_type)
+        return self.keys.state(check_state(state), job_type)
 
-    def _loaded(self, cls: Any, job_id: int | str, fields: dict[str, str]) -> Any:
+    def _loaded(self, cls: type[J], job_id: int | str, fields: dict[str, str]) -> J:
         """A job read from Redis; corrupt `data` JSON is shown as stored rather than raised."""
         job = cls(self, fields["type"], job_id=int(job_id), fields=fields)
         try:
@@ -80,8 +101,9 @@ class QueueCore(Emitter):
             job.data = fields.get("data")
         return job
 
-    def _loaded_many(self, cls: Any, ids: Sequence[int], hashes: Sequence[Any]) -> list[Any]:
-        return [self._loaded(cls, i, parse_fields(h)) for i, h in zip(ids, hashes, strict=True) if h.get("type")]
+    def _loaded_many(self, cls: type[J], ids: Sequence[int], hashes: Sequence[Any]) -> list[J]:
+        loaded = ((i, parse_fields(h)) for i, h in zip(ids, hashes, strict=True))
+        return [self._loaded(cls, i, fields) for i, fields in loaded if fields.get("type")]
 
     @staticmethod
     def _ids(members: Sequence[str], order: str) -> list[int]:
@@ -174,7 +196,7 @@ def invoker(handler: Handler, executor: Executor | None) -> Callable[[BaseJob], 
     return plain
 
 
-STAT_NAMES = ("inactive", "complete", "active", "failed", "delayed")
+STAT_NAMES = (State.INACTIVE, State.COMPLETE, State.ACTIVE, State.FAILED, State.DELAYED)  # Kue's /stats order
 
 
 def stats_dict(counts: Sequence[Any], work_time: Any) -> dict[str, int | None]:
@@ -182,6 +204,3 @@ def stats_dict(counts: Sequence[Any], work_time: Any) -> dict[str, int | None]:
     out: dict[str, int | None] = {f"{name}Count": int(c or 0) for name, c in zip(STAT_NAMES, counts, strict=True)}
     out["workTime"] = None if work_time is None else int(work_time)
     return out
-
-
-__all__ = ["QueueCore", "codec"]

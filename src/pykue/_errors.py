@@ -3,9 +3,12 @@
 PykueError
 ├── InvalidJobError        bad job options or data, refused before anything is written
 ├── JobNotFoundError       no job hash under that id
+├── JobStateError          the job is not in a state that allows the operation
 ├── ServerError            the Redis server could not start, or refused the work
 │   └── RedisOutOfMemoryError  Redis is full (maxmemory) and refused a write
-└── ShutdownError          the queue is shutting down / was shut down
+├── ShutdownError          the queue is shutting down / was shut down
+├── LoopThreadError        a sync call made from the sync queue's own event-loop thread
+└── NoQueueError           Job.get without a queue before any queue was created
 """
 
 from __future__ import annotations
@@ -29,6 +32,14 @@ class JobNotFoundError(PykueError, LookupError):
         self.job_id = job_id
 
 
+class JobStateError(PykueError, ValueError):
+    """The job's state refuses the operation (retrying a job that has not failed)."""
+
+    def __init__(self, job_id: int | str, state: str, hint: str = "") -> None:
+        super().__init__(f"job {job_id} is {state or 'in no state'}" + (f": {hint}" if hint else ""))
+        self.job_id, self.state = job_id, state
+
+
 class ServerError(PykueError, RuntimeError):
     """The embedded Redis server could not be started, or Redis refused the work."""
 
@@ -43,3 +54,12 @@ class RedisOutOfMemoryError(ServerError, OutOfMemoryError):
 
 class ShutdownError(PykueError, RuntimeError):
     """The queue is shut down."""
+
+
+class LoopThreadError(PykueError, RuntimeError):
+    """A sync queue call that needs the engine's loop was made from that loop's thread
+    (it would wait for itself): do it from another thread."""
+
+
+class NoQueueError(PykueError, LookupError):
+    """No queue of that kind has been created yet."""

@@ -8,7 +8,6 @@ every job forever: its issue #401).
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import json
 import logging
@@ -30,25 +29,55 @@ def encode(job_id: int | str, event: str, *args: Any) -> str:
 
 
 def decode(message: str | bytes) -> tuple[int, str, list[Any]] | None:
-    """(id, event, args after the name), or None for a message that is not Kue's."""
+    """(id, event, args after the name), or None for a message that is not Kue's.
+
+    Anything may be published on the channel, so no message makes this raise."""
     try:
         msg = json.loads(message)
-        job_id = int(msg["id"])
-        event = msg["event"]
-        args = list(msg.get("args") or [event])[1:]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None
-    if not isinstance(event, str):
+    if not isinstance(msg, dict):
         return None
-    return job_id, event, args
+    job_id, event, args = msg.get("id"), msg.get("event"), msg.get("args")
+    if isinstance(job_id, str) and job_id.isascii() and job_id.isdigit() and len(job_id) < 17:
+        job_id = int(job_id)
+    if isinstance(job_id, bool) or not isinstance(job_id, int) or not isinstance(event, str):
+        return None
+    if args is None:
+        args = [event]
+    if not isinstance(args, list):
+        return None
+    return job_id, event, args[1:]
 
 
-@functools.lru_cache(maxsize=1024)
+def checked(raw: str | bytes) -> str | None:
+    """A message from the channel as text if it is Kue's, else None (logged: the reason
+    a listener heard nothing should be findable)."""
+    try:
+        text = raw.decode() if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError as exc:
+        log.warning("pykue: skipped an event that is not UTF-8 (%s): %r", exc.reason, raw[:200])
+        return None
+    if decode(text) is None:
+        log.warning("pykue: skipped an event that is not Kue's {id, event, args}: %.200r", text)
+        return None
+    return text
+
+
+def raw_client(client: Any) -> Any:
+    """A client like `client` (same connection settings) whose replies are not decoded."""
+    pool = client.connection_pool
+    kwargs = {**pool.connection_kwargs, "decode_responses": False}
+    raw_pool = type(pool)(connection_class=pool.connection_class, **kwargs)
+    return type(client).from_pool(raw_pool)
+
+
 def _arity(fn: Listener) -> int | None:
     """How many arguments a listener takes: like JavaScript, extra event args are dropped.
 
     Parameters with defaults are not counted, so the loop idiom `lambda pct, j=job: ...`
-    gets only the event's arguments."""
+    gets only the event's arguments. Worked out per call, not cached: a cache keyed by the
+    listener kept it, and the job its defaults capture, alive after the job finished."""
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
@@ -56,6 +85,18 @@ def _arity(fn: Listener) -> int | None:
     if any(p.kind is p.VAR_POSITIONAL for p in params):
         return None
     return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty for p in params)
+
+
+def _in_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+async def _awaited(out: Any) -> Any:
+    return await out
 
 
 class Emitter:
@@ -83,7 +124,9 @@ class Emitter:
         for fn in listeners:
             try:
                 out = fn(*args[: _arity(fn)])
-                if inspect.isawaitable(out):
+                if inspect.isawaitable(out) and not _in_loop():
+                    asyncio.run(_awaited(out))  # the sync API's listener thread has no loop
+                elif inspect.isawaitable(out):
                     task = asyncio.ensure_future(out)
                     _pending.add(task)  # keep a reference until it is done
                     task.add_done_callback(_pending.discard)

@@ -1,4 +1,4 @@
-"""Jobs: the pure part (options, fields, JSON view) and the sync and asyncio I/O twins."""
+"""Jobs without I/O: options, fields, the JSON view, and the queue a job belongs to."""
 
 from __future__ import annotations
 
@@ -7,16 +7,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Self
 
 from . import _codec as codec
-from ._errors import InvalidJobError, JobNotFoundError
+from ._errors import InvalidJobError
 from ._events import Emitter
-from ._keys import STATES
 
 if TYPE_CHECKING:
-    from ._aqueue import AsyncQueue
-    from ._queue import Queue
+    from ._core import QueueCore
     from ._worker import JobLease
-
-TERMINAL_STATES = frozenset({"complete", "failed"})
 
 
 class BaseJob(Emitter):
@@ -81,11 +77,11 @@ class BaseJob(Emitter):
     def _opts_from_fields(self) -> None:
         f = self.fields
         o = self.opts
-        o.priority = int(f.get("priority") or 0)
-        o.attempts = int(f.get("max_attempts") or 1)
+        o.priority = codec.int_field(f, "priority")  # a stored record may hold anything
+        o.attempts = codec.int_field(f, "max_attempts", 1)
         o.backoff = f.get("backoff")
-        o.delay = int(f.get("delay") or 0)
-        o.ttl = int(f["ttl"]) if f.get("ttl") else None
+        o.delay = codec.int_field(f, "delay")
+        o.ttl = codec.int_field(f, "ttl") or None
         o.remove_on_complete = f.get("removeOnComplete") == "true"
 
     @property
@@ -94,11 +90,11 @@ class BaseJob(Emitter):
 
     @property
     def percent(self) -> int:
-        return int(self.fields.get("progress") or 0)
+        return codec.int_field(self.fields, "progress")
 
     @property
     def attempts_made(self) -> int:
-        return int(self.fields.get("attempts") or 0)
+        return codec.int_field(self.fields, "attempts")
 
     @property
     def result(self) -> Any:
@@ -166,140 +162,22 @@ def log_line(fmt: Any, args: tuple[Any, ...]) -> str:
     return fmt
 
 
-def check_state(state: str) -> str:
-    if state not in STATES:
-        raise InvalidJobError(f"state must be one of {', '.join(STATES)}; got {state!r}")
-    return state
+class BoundJob(BaseJob):
+    """A job that belongs to a queue: listening to it registers it for its own events.
+    Its I/O methods are in _api_async.py (AsyncJob) and the generated _api_sync.py (Job)."""
 
+    queue: QueueCore
 
-class _Bound(BaseJob):
-    """A job that belongs to a queue: listening to it registers it for its events."""
-
-    queue: Any
-
-    def __init__(self, queue: Any, job_type: str, data: Any = None, **kw: Any) -> None:
+    def __init__(self, queue: QueueCore, job_type: str, data: Any = None, **kw: Any) -> None:
         super().__init__(job_type, data, **kw)
         self.queue = queue
 
     def on(self, event: str, listener: Any) -> Self:
+        """Listen to this job's events; before save() they are bound when the id is known."""
         super().on(event, listener)
-        self.queue._listen_to(self)
-        return self
-
-    def set_state(self, state: str) -> Any:
-        raise NotImplementedError
-
-    # Kue's shortcuts: a Job returns itself, an AsyncJob an awaitable of itself.
-    def inactive(self) -> Any:
-        return self.set_state("inactive")
-
-    def active(self) -> Any:
-        return self.set_state("active")
-
-    def complete(self) -> Any:
-        return self.set_state("complete")
-
-    def failed(self) -> Any:
-        return self.set_state("failed")
-
-    def delayed(self) -> Any:
-        return self.set_state("delayed")
-
-
-class Job(_Bound):
-    """A job bound to a sync `Queue`."""
-
-    queue: Queue
-
-    def save(self) -> Self:
-        """Create the job (one Lua call); updates of saved jobs use the setters below."""
         if self.id is not None:
-            raise InvalidJobError(f"job {self.id} is already saved")
-        self.queue._save([self])
+            self.queue._listen_to(self)
         return self
-
-    def progress(self, completed: float, total: float, data: Any = None) -> Self:
-        self.queue._progress(self, codec.pct(completed, total), data)
-        return self
-
-    def log(self, fmt: Any, *args: Any) -> Self:
-        self.queue._log(self, log_line(fmt, args))
-        return self
-
-    def remove(self) -> bool:
-        return bool(self.queue._call("remove", [self.id]))
-
-    def set_state(self, state: str) -> Self:
-        if not self.queue._call("set_state", [codec.now_ms(), self.id, check_state(state)]):
-            raise JobNotFoundError(self.id or 0)
-        self.fields["state"] = state
-        return self
-
-    def set_priority(self, level: int | str) -> Self:
-        self.priority(level)
-        self.queue._call("set_priority", [codec.now_ms(), self.id, self.opts.priority])
-        return self
-
-    def refresh(self) -> Self:
-        fields = self.queue._hgetall(self.id or 0)
-        if not fields:
-            raise JobNotFoundError(self.id or 0)
-        self._load(fields)
-        return self
-
-    def logs(self) -> list[str]:
-        return self.queue.job_logs(self.id or 0)
-
-    @classmethod
-    def get(cls, job_id: int | str, queue: Queue | None = None) -> Job:
-        """Kue's Job.get: load a job by id (from the last queue created if none is given)."""
-        from ._queue import default_queue
-
-        return (queue or default_queue()).get_job(job_id)
-
-
-class AsyncJob(_Bound):
-    """A job bound to an `AsyncQueue`; the I/O methods are coroutines."""
-
-    queue: AsyncQueue
-
-    async def save(self) -> Self:
-        if self.id is not None:
-            raise InvalidJobError(f"job {self.id} is already saved")
-        await self.queue._save([self])
-        return self
-
-    async def progress(self, completed: float, total: float, data: Any = None) -> Self:
-        await self.queue._progress(self, codec.pct(completed, total), data)
-        return self
-
-    async def log(self, fmt: Any, *args: Any) -> Self:
-        await self.queue._log(self, log_line(fmt, args))
-        return self
-
-    async def remove(self) -> bool:
-        return bool(await self.queue._call("remove", [self.id]))
-
-    async def set_state(self, state: str) -> Self:
-        if not await self.queue._call("set_state", [codec.now_ms(), self.id, check_state(state)]):
-            raise JobNotFoundError(self.id or 0)
-        self.fields["state"] = state
-        return self
-
-    async def set_priority(self, level: int | str) -> Self:
-        self.priority(level)
-        await self.queue._call("set_priority", [codec.now_ms(), self.id, self.opts.priority])
-        return self
-
-    async def refresh(self) -> Self:
-        fields = await self.queue._hgetall(self.id or 0)
-        if not fields:
-            raise JobNotFoundError(self.id or 0)
-        self._load(fields)
-        return self
-
-    async def logs(self) -> list[str]:
-        return await self.queue.job_logs(self.id or 0)
 
 
 def parse_fields(raw: Any) -> dict[str, str]:

@@ -3,8 +3,34 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
-STATES = ("inactive", "active", "complete", "failed", "delayed")
+from ._errors import InvalidJobError
+
+
+class State(StrEnum):
+    """Kue's five job states; a State is its own string, so it compares equal to Kue's."""
+
+    INACTIVE = "inactive"
+    ACTIVE = "active"
+    COMPLETE = "complete"
+    FAILED = "failed"
+    DELAYED = "delayed"
+
+
+STATES = tuple(s.value for s in State)  # Kue's order, the one its dashboard and stats use
+TERMINAL_STATES = frozenset({State.COMPLETE, State.FAILED})
+WAITING_STATES = frozenset({State.INACTIVE, State.DELAYED})
+
+
+def check_state(state: str) -> State:
+    """The one place a state name from a caller is validated."""
+    try:
+        return State(state)
+    except ValueError:
+        raise InvalidJobError(f"state must be one of {', '.join(STATES)}; got {state!r}") from None
+
+
 # Locks shared with Node Kue processes; Kue does not prefix them.
 PROMOTION_LOCK = "promotion:lock"
 TTL_LOCK = "activeJobsTTL:lock"

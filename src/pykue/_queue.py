@@ -1,33 +1,33 @@
-"""The sync queue: producer calls on a plain redis-py client; workers and event
-listeners run on a private asyncio loop in a daemon thread (handlers in threads)."""
+"""The sync queue: the generated operations (`_api_sync.QueueBase`) on a plain redis-py
+client, plus what only a sync API needs. Workers run the asyncio engine on a private loop
+in a daemon thread (handlers in threads); event listeners run on a thread of their own, so
+a listener that blocks or calls the queue never holds up the workers or their leases."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
+import queue as queue_mod
 import signal
 import threading
-from collections.abc import Callable, Coroutine, Iterable, Sequence
-from typing import Any, TypeVar, cast
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
 
 import redis
-import redis.asyncio
 
-from . import _codec as codec
-from ._core import STAT_NAMES, Handler, QueueCore, async_client, redis_url, stats_dict
-from ._errors import JobNotFoundError, ShutdownError
-from ._job import Job
-from ._scripts import Scripts, best_effort
+from ._api_sync import Job, QueueBase
+from ._core import Handler
+from ._errors import LoopThreadError, ShutdownError
+from ._events import Emitter, Listener
+from ._job import BaseJob
+from ._scripts import Scripts
 from ._worker import Runtime, Settings, WorkerEngine
+from .connection import ConnectionSettings
 from .server import EmbeddedRedis
 
 T = TypeVar("T")
-_default: Queue | None = None
-
-
-def default_queue() -> Queue:
-    if _default is None:
-        raise ShutdownError("no queue has been created yet: call pykue.create_queue() first")
-    return _default
+log = logging.getLogger("pykue.events")
 
 
 class _LoopThread:
@@ -37,6 +37,9 @@ class _LoopThread:
         self.thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        if threading.current_thread() is self.thread:
+            coro.close()
+            raise LoopThreadError("a sync queue call was made on the queue's own event loop; it would wait for itself")
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def stop(self) -> None:
@@ -46,29 +49,52 @@ class _LoopThread:
             self.loop.close()
 
 
-class Queue(QueueCore):
+class _ListenerThread:
+    """Calls the sync API's listeners, in event order, on a thread whose only job that is
+    (redis-py's PubSubWorkerThread shape); the engine's loop only hands messages over."""
+
+    def __init__(self) -> None:
+        self._calls: queue_mod.SimpleQueue[Callable[[], None] | None] = queue_mod.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="pykue-listeners", daemon=True)
+        self.thread.start()
+
+    def put(self, call: Callable[[], None]) -> None:
+        self._calls.put(call)
+
+    def _run(self) -> None:
+        while (call := self._calls.get()) is not None:
+            try:
+                call()
+            except Exception:
+                log.exception("pykue: event dispatch failed")
+
+    def stop(self, timeout: float = 5) -> None:
+        self._calls.put(None)
+        if threading.current_thread() is not self.thread:
+            self.thread.join(timeout)
+
+
+class Queue(QueueBase):
     """A Kue queue, sync flavour. Make one with `pykue.create_queue()`."""
 
-    def __init__(self, redis_url_or_client: str | redis.Redis | None = None, *, prefix: str = "q",
-                 settings: Settings | None = None, embedded: bool = False) -> None:  # fmt: skip
-        global _default
+    def __init__(self, redis_url_or_client: str | redis.Redis | ConnectionSettings | None = None, *,
+                 prefix: str = "q", settings: Settings | None = None, embedded: bool = False) -> None:  # fmt: skip
         super().__init__(prefix, settings)
         self.server = EmbeddedRedis().start() if embedded else None
         if isinstance(redis_url_or_client, redis.Redis):
             self.client = redis_url_or_client
-            kw = self.client.connection_pool.connection_kwargs
-            self.url = f"redis://{kw.get('host', '127.0.0.1')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
-            if kw.get("path"):
-                self.url = f"unix://{kw['path']}?db={kw.get('db', 0)}"
+            self.connection = ConnectionSettings.from_client(self.client)
         else:
-            self.url = self.server.url if self.server else redis_url(redis_url_or_client)
-            self.client = redis.Redis.from_url(self.url, decode_responses=True)
+            self.connection = ConnectionSettings.of(self.server.url if self.server else redis_url_or_client)
+            self.client = self.connection.sync_client()
         self.scripts = Scripts(self.client)
         self._bg: _LoopThread | None = None
         self._runtime: Runtime | None = None
+        self._listener_thread: _ListenerThread | None = None
         self._closed = False
         self._listening = False
-        _default = self
+        self._lock = threading.Lock()
+        self._remember()
 
     def __enter__(self) -> Queue:
         return self
@@ -77,133 +103,54 @@ class Queue(QueueCore):
         self.shutdown()
 
     # -- plumbing ---------------------------------------------------------------
-    def _call(self, name: str, args: list[Any]) -> Any:
-        return self.scripts.call(name, self.keys.jobs, [self.keys.prefix, *args])
-
     def _background(self) -> Runtime:
         if self._closed:
             raise ShutdownError("the queue was shut down")
         if self._runtime is None:
             self._bg = _LoopThread()
-            client = async_client(self.url)
-            self._runtime = Runtime(client, self.keys, self.settings)
+            self._runtime = Runtime(self.connection.async_client(), self.keys, self.settings)
         return self._runtime
 
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = 30) -> T:
         assert self._bg is not None
         return self._bg.run(coro, timeout)
 
-    def _listen_to(self, job: Job) -> None:
-        if self.test_mode.active and not self.test_mode.process:
-            return
-        self._ensure_listening()
-        if job.id is not None:
-            self.registry.add(job.id, job)
+    def _listeners_on_thread(self) -> _ListenerThread:
+        if self._listener_thread is None:
+            self._listener_thread = _ListenerThread()
+        return self._listener_thread
 
-    def _ensure_listening(self) -> None:
-        """Subscribe this queue's listeners to the events channel, once."""
-        if not self._listening:
+    # -- events -------------------------------------------------------------------
+    def listen(self) -> None:
+        """Subscribe to the events channel; returns once the subscription is confirmed
+        (save() of a job with listeners and on("job ...") do it for you)."""
+        with self._lock:
+            if self._listening:
+                return
+            runtime = self._background()
+            thread = self._listeners_on_thread()
+            self._run(runtime.subscribe(lambda m: thread.put(functools.partial(self.listeners.dispatch, m))))
             self._listening = True
-            self._run(self._background().subscribe(lambda m: self.registry.dispatch(m, self)))
 
-    def on(self, event: str, listener: Any) -> Queue:
+    def on(self, event: str, listener: Listener) -> Queue:
         """Queue-level events: "job complete", "job failed", ... (id first), as in Kue."""
         super().on(event, listener)
         if event.startswith("job "):
-            self._ensure_listening()
+            self.listen()
         return self
 
-    # -- producing --------------------------------------------------------------
-    def create(self, job_type: str, data: Any = None, **options: Any) -> Job:
-        """Kue's queue.create(type, data): a Job to configure and save()."""
-        return Job(self, job_type, data).apply(**options)
-
-    def _save(self, jobs: Sequence[Job], chunk: int = 500) -> None:
-        if self.test_mode.record(list(jobs)):
+    def _listen_to(self, job: BaseJob) -> None:
+        if self.test_mode.active and not self.test_mode.process:
             return
-        now = codec.now_ms()
-        calls = [self._enqueue_args(jobs[i : i + chunk], now) for i in range(0, len(jobs), chunk)]
-        for i, (args, fields) in enumerate(calls):
-            ids = self.scripts.call("enqueue", self.keys.jobs, args)
-            self._after_save(jobs[i * chunk : (i + 1) * chunk], ids, fields)
-        for job in jobs:
-            if job.has_listeners():
-                self._listen_to(job)
+        self.listen()
+        if job.id is not None:
+            self._listeners_on_thread().put(functools.partial(self.listeners.add, job.id, job))
 
-    def save_many(self, jobs: Iterable[Job]) -> list[Job]:
-        """Save many new jobs, one Lua call per 500; all are validated before any is written."""
-        batch = list(jobs)
-        self._save(batch)
-        return batch
+    def _expect(self) -> None:
+        self._listeners_on_thread().put(self.listeners.expect)
 
-    def _progress(self, job: Job, pct: int, data: Any) -> None:
-        data_json = codec.js_dumps(data, "progress data") if data is not None else ""
-        with best_effort("progress", job.id):
-            self._call("progress", [codec.now_ms(), job.id, pct, data_json])
-
-    def _log(self, job: Job, line: str) -> None:
-        with best_effort("log", job.id), self.client.pipeline() as p:
-            p.rpush(self.keys.log(job.id or 0), line)
-            p.hset(self.keys.job(job.id or 0), "updated_at", codec.now_ms())
-            p.execute()
-
-    def _hgetall(self, job_id: int | str) -> dict[str, str]:
-        return cast(dict[str, str], self.client.hgetall(self.keys.job(job_id)))
-
-    # -- reading ------------------------------------------------------------------
-    def get_job(self, job_id: int | str) -> Job:
-        fields = self._hgetall(job_id)
-        if not fields or "type" not in fields:
-            raise JobNotFoundError(job_id)
-        return self._loaded(Job, job_id, fields)  # type: ignore[no-any-return]
-
-    def job_logs(self, job_id: int | str, start: int = 0, stop: int = -1) -> list[str]:
-        return cast(list[str], self.client.lrange(self.keys.log(job_id), start, stop))
-
-    def card(self, state: str | None = None, job_type: str | None = None) -> int:
-        """How many jobs are in a state (of a type); all jobs when state is None."""
-        return int(self.client.zcard(self._range_args(state, job_type)))
-
-    def inactive_count(self, job_type: str | None = None) -> int:
-        return self.card("inactive", job_type)
-
-    def active_count(self, job_type: str | None = None) -> int:
-        return self.card("active", job_type)
-
-    def complete_count(self, job_type: str | None = None) -> int:
-        return self.card("complete", job_type)
-
-    def failed_count(self, job_type: str | None = None) -> int:
-        return self.card("failed", job_type)
-
-    def delayed_count(self, job_type: str | None = None) -> int:
-        return self.card("delayed", job_type)
-
-    def stats(self) -> dict[str, int | None]:
-        with self.client.pipeline(transaction=False) as p:
-            for name in STAT_NAMES:
-                p.zcard(self.keys.state(name))
-            p.get(self.keys.work_time)
-            *counts, work = p.execute()
-        return stats_dict(counts, work)
-
-    def types(self) -> list[str]:
-        return sorted(cast(set[str], self.client.smembers(self.keys.types)))
-
-    def job_ids(self, state: str | None = None, job_type: str | None = None,
-                start: int = 0, stop: int = -1, order: str = "asc") -> list[int]:  # fmt: skip
-        """Ids by rank range in a state's set (inclusive), sorted by id like Kue."""
-        members = self.client.zrange(self._range_args(state, job_type), start, stop)
-        return self._ids(cast(list[str], members), order)
-
-    def jobs(self, state: str | None = None, job_type: str | None = None,
-             start: int = 0, stop: int = -1, order: str = "asc") -> list[Job]:  # fmt: skip
-        ids = self.job_ids(state, job_type, start, stop, order)
-        with self.client.pipeline(transaction=False) as p:
-            for job_id in ids:
-                p.hgetall(self.keys.job(job_id))
-            hashes = p.execute()
-        return self._loaded_many(Job, ids, hashes)
+    def _settle(self, jobs: Sequence[tuple[int, Emitter]]) -> None:
+        self._listeners_on_thread().put(functools.partial(self.listeners.settle, jobs))
 
     # -- processing ---------------------------------------------------------------
     def process(self, job_type: str, concurrency: int | Handler, handler: Handler | None = None) -> WorkerEngine:
@@ -238,6 +185,8 @@ class Queue(QueueCore):
             t = self.settings.shutdown_timeout if timeout is None else timeout
             self._bg.run(self._runtime.shutdown(t), t + 30)
             self._bg.stop()
+        if self._listener_thread is not None:
+            self._listener_thread.stop()
         for ex in self._executors:
             ex.shutdown(wait=False, cancel_futures=True)
         self.client.close()
@@ -247,6 +196,6 @@ class Queue(QueueCore):
 
 def create_queue(redis: str | Any = None, *, prefix: str = "q", settings: Settings | None = None,
                  embedded: bool = False) -> Queue:  # fmt: skip
-    """Kue's kue.createQueue(): a queue on `redis` (URL or client; default $REDIS_URL or
-    redis://127.0.0.1:6379/0), or on a private embedded server with embedded=True."""
+    """Kue's kue.createQueue(): a queue on `redis` (URL, client or ConnectionSettings; default
+    $REDIS_URL or redis://127.0.0.1:6379/0), or on a private embedded server with embedded=True."""
     return Queue(redis, prefix=prefix, settings=settings, embedded=embedded)

@@ -35,6 +35,7 @@ NAMES = (
     "set_priority",
     "repair_tokens",
     "unlock",
+    "retry",
 )
 
 

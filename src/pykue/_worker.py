@@ -26,7 +26,7 @@ from typing import Any
 from redis.exceptions import RedisError, ResponseError
 
 from . import _codec as codec
-from ._events import decode, encode
+from ._events import checked, decode, encode, raw_client
 from ._job import parse_fields
 from ._keys import PROMOTION_LOCK, TTL_LOCK, Keys
 from ._scripts import AsyncScripts
@@ -232,8 +232,11 @@ class WorkerEngine:
     def _start_jobs(self, out: list[Any], now: int) -> None:
         claimed = {"state": "active", "started_at": str(now), "updated_at": str(now), "workerId": self.worker_id}
         for i in range(0, len(out), 3):
-            job_id = int(out[i])
             token = out[i + 1].decode() if isinstance(out[i + 1], bytes) else str(out[i + 1])
+            if not token:  # a bad record claim.lua set aside
+                log.error("pykue: %s job %s: %s", self.type, out[i], out[i + 2])
+                continue
+            job_id = int(out[i])
             fields = parse_fields(out[i + 2])
             fields.update(claimed)
             held = Held(job_id, token, fields, JobLease(self, job_id, token))
@@ -250,6 +253,7 @@ class WorkerEngine:
         started = codec.now_ms()
         try:
             result = await self._run(h.job_id, h.token, h.fields, h.lease)
+            rjson = codec.js_dumps(result, "job result") if js_truthy(result) else ""  # may be refused
         except LeaseLostError:
             self._forget(h)  # not ours (or shutting down before it started): the renewal hands it back
         except asyncio.CancelledError:
@@ -262,7 +266,6 @@ class WorkerEngine:
             if h.lease.revoked.is_set():
                 self._forget(h)
             else:
-                rjson = codec.js_dumps(result, "job result") if js_truthy(result) else ""
                 self._pending.append((h, codec.now_ms() - started, rjson))
                 if self._flusher is None or self._flusher.done():
                     self._flusher = asyncio.ensure_future(self._flush())
@@ -505,20 +508,27 @@ class Maintenance:
         now = codec.now_ms()
         expired = await self.client.zrangebyscore(self.keys.state("active"), 100000, now, start=0, num=1000)
         for member in expired:
-            job_id = int((member.decode() if isinstance(member, bytes) else member).split("|", 1)[1])
+            job_id = codec.id_of_member(member)
+            if job_id is None:  # not a job: claim.lua and the reaper deal with such entries
+                continue
             if not await self.client.hexists(self.keys.owners, job_id):
                 await self.client.publish(self.keys.events, encode(job_id, "ttl exceeded"))
                 continue
             raw = await self.client.hmget(self.keys.job(job_id), "backoff", "delay", "attempts")
-            backoff, delay, made = (x.decode() if isinstance(x, bytes) else x for x in raw)
-            ms, _ = codec.backoff_delay(backoff, int(made or 0) + 1, int(delay or 0))
+            f = dict(zip(("backoff", "delay", "attempts"), raw, strict=True))
+            made, delay = codec.int_field(f, "attempts"), codec.int_field(f, "delay")
+            ms, _ = codec.backoff_delay(f["backoff"], made + 1, delay)
             msg = "TTL exceeded"
             args = [self.keys.prefix, now, job_id, "*", msg, msg, msg, ms, "ttl"]
             await self.scripts.call("fail", self.keys.jobs, args)
 
 
 class Subscriber:
-    """Listens on `P:events` and hands each message to `dispatch`; survives reconnects."""
+    """Listens on `P:events` and hands each Kue message to `dispatch`; survives reconnects.
+
+    Its connection does not decode: redis-py would raise on a non-UTF-8 message inside the
+    read, ending the loop and with it every listener. Each message is checked here instead
+    (`_events.checked`), and one that is not Kue's is logged and skipped."""
 
     def __init__(self, client: Any, channel: str, dispatch: Callable[[str], None]) -> None:
         self.client, self.channel, self.dispatch = client, channel, dispatch
@@ -527,7 +537,8 @@ class Subscriber:
 
     async def start(self) -> None:
         """Returns once the subscription is confirmed, so no later event is missed."""
-        self._pubsub = self.client.pubsub()
+        self._raw = raw_client(self.client)
+        self._pubsub = self._raw.pubsub()
         await self._pubsub.subscribe(self.channel)
         while True:
             msg = await self._pubsub.get_message(timeout=5.0)
@@ -546,7 +557,15 @@ class Subscriber:
                     await self._pubsub.subscribe(self.channel)
                 continue
             if msg and msg["type"] == "message":
-                self.dispatch(msg["data"])
+                text = checked(msg["data"])
+                if text is not None:
+                    self._deliver(text)
+
+    def _deliver(self, text: str) -> None:
+        try:
+            self.dispatch(text)
+        except Exception:  # a listener's bug must not end the subscription
+            log.exception("pykue: handling event %.200s raised", text)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -554,6 +573,8 @@ class Subscriber:
             self._task = None
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()
+            with contextlib.suppress(Exception):
+                await self._raw.aclose()
 
 
 async def warn_if_evicting(client: Any) -> str | None:
@@ -608,7 +629,10 @@ class Runtime:
 
     def _dispatch(self, message: str) -> None:
         for dispatch in self._dispatchers:
-            dispatch(message)
+            try:
+                dispatch(message)
+            except Exception:  # one listener's bug must not starve the others
+                log.exception("pykue: handling event %.200s raised", message)
 
     async def subscribe(self, dispatch: Callable[[str], None]) -> None:
         """Hand every `P:events` message to `dispatch` (one subscription per runtime)."""

@@ -1,44 +1,87 @@
 """`pykue`: the command line, thin over library calls.
 
 Every command takes --redis URL (default $REDIS_URL, else 127.0.0.1:6379) and --prefix.
-A user mistake is one line on stderr and exit code 2, never a traceback.
+A user mistake (a bad option included) is one line on stderr and exit code 2, never a
+traceback. SIGTERM and Ctrl-C stop every long-running command cleanly (exit 0): workers
+finish or fail their jobs, servers close and remove their private Redis. Servers announce
+one ready line with their URL only once their socket is bound and the app has started.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import json
 import signal
+import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import click
 import redis
 
 import pykue
+from pykue._core import redis_url as default_redis_url
 from pykue._keys import STATES
 
 redis_opt = click.option("--redis", "redis_url", default=None, envvar="REDIS_URL", help="Redis URL.")
 prefix_opt = click.option("--prefix", default="q", show_default=True, help="Key prefix (Kue's default is q).")
 
 
+USER_ERRORS = (pykue.PykueError, ValueError, TypeError, redis.RedisError, OSError)
+
+
+def user_error(message: object) -> None:
+    """The one line a user sees for a mistake; exit code 2."""
+    click.echo(f"pykue: error: {' '.join(str(message).split())}", err=True)
+    sys.exit(2)
+
+
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Kept for commands' decorator lists; the group catches the same errors too."""
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kw: Any) -> Any:
         try:
             return fn(*args, **kw)
-        except (pykue.PykueError, ValueError, TypeError, redis.RedisError, OSError) as exc:
-            click.echo(f"pykue: error: {exc}", err=True)
-            sys.exit(2)
+        except USER_ERRORS as exc:
+            user_error(exc)
 
     return wrapper
 
 
-@click.group()
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C does, so every `finally` (servers, private dirs) runs."""
+    raise SystemExit(0)
+
+
+class PykueGroup(click.Group):
+    """Click's usage errors become one line and exit 2, like every other user mistake."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any) -> Any:  # type: ignore[override]
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _stop_on_sigterm)
+        extra["standalone_mode"] = False
+        try:
+            code = super().main(args, prog_name, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.format_message(), err=True)  # `pykue` alone: the help, as click does
+            sys.exit(2)
+        except click.ClickException as exc:
+            ctx = exc.ctx if isinstance(exc, click.UsageError) else None
+            user_error(exc.format_message() + (f" (see {ctx.command_path} --help)" if ctx else ""))
+        except (click.Abort, KeyboardInterrupt):
+            sys.exit(0)
+        except USER_ERRORS as exc:
+            user_error(exc)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=PykueGroup)
 @click.version_option(pykue.__version__)
 def main() -> None:
     """pykue: a Kue-compatible Redis job queue."""
@@ -47,59 +90,132 @@ def main() -> None:
 @main.command()
 @click.option("--redis", "redis_url", default=None, help="Use this Redis instead of the embedded one.")
 @click.option("--prefix", default="q", show_default=True)
+@friendly
 def demo(redis_url: str | None, prefix: str) -> None:
     """Run the seed's notification pipeline (creator + processor, concurrency 2)."""
     from pykue.apps.demo import run
 
+    if redis_url:
+        require_redis(redis_url)
     sys.exit(run(redis_url, prefix))
 
 
-@main.command("redis")
-@click.option("--port", type=int, default=None, help="Port (default: a free one).")
-@friendly
-def redis_cmd(port: int | None) -> None:
-    """Run the embedded Redis server in the foreground until Ctrl-C."""
-    srv = pykue.EmbeddedRedis(port=port).start()
-    click.echo(f"redis-server ({srv.binary}) listening: {srv.url}")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+def require_redis(url: str) -> None:
+    """Refuse to start against a Redis that is not there: one line, not a stream of retries."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
     try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
-    srv.close()
+        client.ping()
+    except redis.RedisError as exc:
+        raise pykue.ServerError(f"cannot reach Redis at {url}: {exc}") from None
+    finally:
+        client.close()
+
+
+@main.command("redis")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default: a free one).")
+@click.option("--dir", "data_dir", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Keep the data set here: loaded at start, saved at exit (default: kept nowhere).")  # fmt: skip
+@click.option("--dbfilename", default="dump.rdb", show_default=True, help="The data set's file name in --dir.")
+@click.option("--no-save", is_flag=True, help="With --dir: load the data set but never write it back.")
+@friendly
+def redis_cmd(port: int | None, data_dir: str | None, dbfilename: str, no_save: bool) -> None:
+    """Run the embedded Redis server in the foreground until Ctrl-C or SIGTERM."""
+    keep = data_dir is not None and not no_save
+    srv = pykue.EmbeddedRedis(port=port, data_dir=data_dir, dbfilename=dbfilename, persist=keep)
+    try:
+        srv.start()
+        where = f" (data: {srv.data_dir}/{dbfilename})" if data_dir else " (keeps no data)"
+        click.echo(f"redis-server ({srv.binary}) listening: {srv.url}{where}")
+        threading.Event().wait()
+    finally:
+        srv.stop(save=keep)
+        srv.close()
 
 
 def _load_handler(spec: str) -> Callable[..., Any]:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise ValueError(f"handler must look like MODULE:FUNCTION; got {spec!r}")
-    sys.path.insert(0, ".")
-    fn = getattr(importlib.import_module(module_name), attr, None)
+    if "" not in sys.path and "." not in sys.path:
+        sys.path.insert(0, "")  # handlers live beside the user, as with `python -m`
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # the user's module: whatever it raised, say it in one line
+        raise ValueError(f"cannot import {module_name!r} for {spec}: {type(exc).__name__}: {exc}") from None
+    fn = getattr(module, attr, None)
     if not callable(fn):
         raise ValueError(f"{spec} is not a callable")
     return fn  # type: ignore[no-any-return]
 
 
+DUE_SOON_MS = 60_000
+
+
+class BurstEnd:
+    """`--burst`'s stop condition: nothing of the types is inactive, active, or delayed and
+    due within DUE_SOON_MS (a retry waiting out its backoff counts), or the timeout passed."""
+
+    def __init__(self, queue: pykue.Queue, job_types: list[str], timeout: float | None) -> None:
+        self.queue, self.job_types = queue, job_types
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.timed_out = False
+
+    def __call__(self) -> bool:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            self.timed_out = True
+            return True
+        return all(self._idle(t) for t in self.job_types)
+
+    def _idle(self, job_type: str) -> bool:
+        keys = self.queue.keys
+        with self.queue.client.pipeline(transaction=True) as p:  # one snapshot: no job slips between sets
+            p.zcard(keys.state("inactive", job_type))
+            p.zcard(keys.state("active", job_type))
+            p.zrange(keys.state("delayed", job_type), 0, -1)
+            inactive, active, delayed = p.execute()
+        return inactive == 0 and active == 0 and not self._due_soon(delayed)
+
+    def _due_soon(self, members: list[str]) -> bool:
+        if not members:
+            return False
+        horizon = time.time() * 1000 + DUE_SOON_MS
+        with self.queue.client.pipeline(transaction=False) as p:
+            for member in members:
+                p.zscore(self.queue.keys.state("delayed"), member)
+            due = p.execute()
+        return any(at is None or at <= horizon for at in due)  # None: promoted since the snapshot
+
+
 @main.command()
 @click.argument("handler")
 @click.option("--type", "job_type", required=True, help="Job type to process.")
-@click.option("--concurrency", "-c", default=1, show_default=True)
-@click.option("--burst", is_flag=True, help="Exit once no job of the type is left.")
+@click.option("--concurrency", "-c", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--burst", is_flag=True, help="Exit once no job of the type is inactive, active or due within a minute.")
+@click.option("--burst-timeout", type=click.FloatRange(min=0), default=None,
+              help="With --burst: give up after this many seconds (exit 1) even if jobs are left.")  # fmt: skip
 @redis_opt
 @prefix_opt
 @friendly
-def worker(handler: str, job_type: str, concurrency: int, burst: bool, redis_url: str | None, prefix: str) -> None:
+def worker(
+    handler: str,
+    job_type: str,
+    concurrency: int,
+    burst: bool,
+    burst_timeout: float | None,
+    redis_url: str | None,
+    prefix: str,
+) -> None:
     """Process jobs with HANDLER (module:function); graceful on SIGTERM/Ctrl-C."""
     fn = _load_handler(handler)
     queue = pykue.create_queue(redis_url, prefix=prefix)
+    require_redis(queue.url)
     queue.process(job_type, concurrency, fn)
     click.echo(f"pykue worker: {job_type} x{concurrency} on {queue.url}", err=True)
-
-    def drained() -> bool:
-        return queue.inactive_count(job_type) == 0 and queue.active_count(job_type) == 0
-
-    queue.run_forever(until=drained if burst else None)
+    until = BurstEnd(queue, [job_type], burst_timeout) if burst else None
+    queue.run_forever(until=until)
+    if until is not None and until.timed_out:
+        click.echo(f"pykue worker: --burst-timeout {burst_timeout}s passed with {job_type} jobs left", err=True)
+        sys.exit(1)
 
 
 def _options(priority: str | None, delay: int | None, attempts: int | None, backoff: str | None) -> dict[str, Any]:
@@ -130,31 +246,24 @@ def enqueue(job_type: str, data: str, priority: str | None, delay: int | None, a
             backoff: str | None, jsonl: Any, redis_url: str | None, prefix: str) -> None:  # fmt: skip
     """Create a job of JOB_TYPE with DATA (JSON), or many from --file."""
     opts = _options(priority, delay, attempts, backoff)
-    queue = pykue.create_queue(redis_url, prefix=prefix)
-    try:
-        if jsonl is not None:
-            from rich.progress import track
+    with pykue.create_queue(redis_url, prefix=prefix) as queue:
+        if jsonl is None:
+            click.echo(str(queue.create(job_type, _json(data, "DATA"), **opts).save().id))
+            return
+        from rich.progress import track
 
-            lines = [ln for ln in jsonl.read().splitlines() if ln.strip()]
-            payloads = []
-            for n, line in enumerate(lines, 1):
-                try:
-                    payloads.append(json.loads(line))
-                except ValueError as exc:
-                    raise ValueError(f"line {n} of {jsonl.name} is not JSON: {exc}") from None
-            jobs = [queue.create(job_type, p, **opts) for p in payloads]
-            for i in track(range(0, len(jobs), 500), description="enqueueing", transient=True):
-                queue.save_many(jobs[i : i + 500])
-            click.echo(f"created {len(jobs)} jobs ({jobs[0].id}..{jobs[-1].id})" if jobs else "created 0 jobs")
-        else:
-            try:
-                payload = json.loads(data)
-            except ValueError as exc:
-                raise ValueError(f"DATA is not JSON: {exc}") from None
-            job = queue.create(job_type, payload, **opts).save()
-            click.echo(str(job.id))
-    finally:
-        queue.shutdown()
+        lines = [ln for ln in jsonl.read().splitlines() if ln.strip()]
+        jobs = [queue.create(job_type, _json(ln, f"line {n} of {jsonl.name}"), **opts) for n, ln in enumerate(lines, 1)]
+        for i in track(range(0, len(jobs), 500), description="enqueueing", transient=True):
+            queue.save_many(jobs[i : i + 500])
+        click.echo(f"created {len(jobs)} jobs ({jobs[0].id}..{jobs[-1].id})" if jobs else "created 0 jobs")
+
+
+def _json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"{what} is not JSON: {exc}") from None
 
 
 @main.command()
@@ -166,15 +275,14 @@ def stats(redis_url: str | None, prefix: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    queue = pykue.create_queue(redis_url, prefix=prefix)
-    s = queue.stats()
-    table = Table("type", *STATES)
-    table.add_row("(all)", *(str(s[f"{st}Count"]) for st in STATES))
-    for t in queue.types():
-        table.add_row(t, *(str(queue.card(st, t)) for st in STATES))
+    with pykue.create_queue(redis_url, prefix=prefix) as queue:
+        s = queue.stats()
+        table = Table("type", *STATES)
+        table.add_row("(all)", *(str(s[f"{st}Count"]) for st in STATES))
+        for t in queue.types():
+            table.add_row(t, *(str(queue.card(st, t)) for st in STATES))
     Console().print(table)
     click.echo(f"work time: {s['workTime'] or 0} ms")
-    queue.shutdown()
 
 
 @main.command()
@@ -186,10 +294,9 @@ def stats(redis_url: str | None, prefix: str) -> None:
 @friendly
 def jobs(state: str, job_type: str | None, limit: int, redis_url: str | None, prefix: str) -> None:
     """List jobs in STATE."""
-    queue = pykue.create_queue(redis_url, prefix=prefix)
-    for job in queue.jobs(state, job_type, 0, limit - 1):
-        click.echo(f"{job.id}\t{job.type}\t{job.state}\t{json.dumps(job.data, ensure_ascii=False)}")
-    queue.shutdown()
+    with pykue.create_queue(redis_url, prefix=prefix) as queue:
+        for job in queue.jobs(state, job_type, 0, limit - 1):
+            click.echo(f"{job.id}\t{job.type}\t{job.state}\t{json.dumps(job.data, ensure_ascii=False)}")
 
 
 @main.command()
@@ -199,29 +306,39 @@ def jobs(state: str, job_type: str | None, limit: int, redis_url: str | None, pr
 @friendly
 def job(job_id: int, redis_url: str | None, prefix: str) -> None:
     """Show one job as Kue's JSON API would, with its log."""
-    queue = pykue.create_queue(redis_url, prefix=prefix)
-    j = queue.get_job(job_id)
-    click.echo(json.dumps({**j.to_json(), "log": j.logs()}, indent=2, ensure_ascii=False))
-    queue.shutdown()
+    with pykue.create_queue(redis_url, prefix=prefix) as queue:
+        j = queue.get_job(job_id)
+        click.echo(json.dumps({**j.to_json(), "log": j.logs()}, indent=2, ensure_ascii=False))
 
 
 @main.command()
 @click.argument("job_id", type=int, required=False)
 @click.option("--all-failed", is_flag=True)
 @click.option("--type", "job_type")
+@click.option("--force", is_flag=True, help="Also re-run a job that has not failed (an active one is revoked).")
 @redis_opt
 @prefix_opt
 @friendly
-def retry(job_id: int | None, all_failed: bool, job_type: str | None, redis_url: str | None, prefix: str) -> None:
-    """Send a failed job (or all of them) back to inactive."""
+def retry(job_id: int | None, all_failed: bool, job_type: str | None, force: bool, redis_url: str | None,
+          prefix: str) -> None:  # fmt: skip
+    """Run a failed job (or all of them) again, attempts reset; other states only with --force."""
     if job_id is None and not all_failed:
         raise ValueError("give a JOB_ID or --all-failed")
-    queue = pykue.create_queue(redis_url, prefix=prefix)
-    targets = [queue.get_job(job_id)] if job_id is not None else queue.jobs("failed", job_type)
-    for j in targets:
-        j.inactive()
-    click.echo(f"re-queued {len(targets)} job(s)")
-    queue.shutdown()
+    with pykue.create_queue(redis_url, prefix=prefix) as queue:
+        ids = [job_id] if job_id is not None else queue.job_ids("failed", job_type)
+        done, skipped = 0, []
+        for i in ids:
+            try:
+                queue.retry(i, force)
+                done += 1
+            except pykue.JobStateError as exc:
+                skipped.append(exc)
+    click.echo(f"re-queued {done} job(s), attempts reset")
+    for refused in skipped:
+        click.echo(f"skipped job {refused.job_id}: it is {refused.state or 'in no state'} (--force retries it)",
+                   err=True)  # fmt: skip
+    if skipped and job_id is not None:
+        sys.exit(2)
 
 
 @main.command()
@@ -231,12 +348,11 @@ def retry(job_id: int | None, all_failed: bool, job_type: str | None, redis_url:
 @friendly
 def remove(job_ids: tuple[int, ...], redis_url: str | None, prefix: str) -> None:
     """Remove jobs by id."""
-    queue = pykue.create_queue(redis_url, prefix=prefix)
-    for job_id in job_ids:
-        if not queue.get_job(job_id).remove():
-            raise pykue.JobNotFoundError(job_id)
-        click.echo(f"job {job_id} removed")
-    queue.shutdown()
+    with pykue.create_queue(redis_url, prefix=prefix) as queue:
+        for job_id in job_ids:
+            if not queue.get_job(job_id).remove():
+                raise pykue.JobNotFoundError(job_id)
+            click.echo(f"job {job_id} removed")
 
 
 @main.command()
@@ -249,14 +365,13 @@ def wait(job_type: str, timeout: float, redis_url: str | None, prefix: str) -> N
     """A progress bar until no job of the type is inactive, delayed or active."""
     from rich.progress import Progress
 
-    queue = pykue.create_queue(redis_url, prefix=prefix)
     start = time.monotonic()
+    with pykue.create_queue(redis_url, prefix=prefix) as queue, Progress(transient=True) as bar:
 
-    def left() -> int:
-        return sum(queue.card(s, job_type) for s in ("inactive", "active", "delayed"))
+        def left() -> int:
+            return sum(queue.card(s, job_type) for s in ("inactive", "active", "delayed"))
 
-    total = max(1, left())
-    with Progress(transient=True) as bar:
+        total = max(1, left())
         task = bar.add_task(f"waiting for {job_type}", total=total)
         while (n := left()) > 0:
             bar.update(task, completed=max(0, total - n))
@@ -264,19 +379,71 @@ def wait(job_type: str, timeout: float, redis_url: str | None, prefix: str) -> N
                 raise TimeoutError(f"{n} {job_type} job(s) still pending after {timeout}s")
             time.sleep(0.2)
     click.echo(f"{job_type}: drained")
-    queue.shutdown()
 
 
-def _serve(app_factory: Callable[[str], Any], port: int, redis_url: str | None, embedded: bool, host: str) -> None:
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything is announced: a busy port is one error line."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise pykue.ServerError(f"cannot resolve --host {host}: {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise pykue.ServerError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
+
+
+@contextlib.contextmanager
+def redis_for(redis_url: str | None, embedded: bool) -> Iterator[str]:
+    """The Redis a service uses: a private embedded one (removed on exit) or a reachable URL."""
+    if embedded and redis_url:
+        raise ValueError("give --redis URL or --embedded, not both")
+    if not embedded:
+        url = default_redis_url(redis_url)
+        require_redis(url)
+        yield url
+        return
+    server = pykue.EmbeddedRedis()
+    try:
+        yield server.start().url
+    finally:
+        server.close()
+
+
+def serve(name: str, app_factory: Callable[[str], Any], opts: dict[str, Any], note: str = "") -> None:
+    """Run an ASGI app until SIGTERM/Ctrl-C; one ready line on stderr once it really listens."""
     import uvicorn
 
-    server = pykue.EmbeddedRedis().start() if embedded else None
-    url = server.url if server else (redis_url or pykue._core.redis_url(None))
-    try:
-        uvicorn.run(app_factory(url), host=host, port=port, log_level="warning")
-    finally:
-        if server is not None:
-            server.close()
+    sock = bind(opts["host"], opts["port"])
+    with contextlib.closing(sock), redis_for(opts["redis_url"], opts["embedded"]) as url:
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        line = f"pykue {name}: listening on http://{shown}:{port}/{note}"
+        line += f" (embedded Redis: {url})" if opts["embedded"] else ""
+        server = _announcing(uvicorn.Config(app_factory(url), log_level="warning"), line)
+        try:
+            server.run(sockets=[sock])
+        except SystemExit as exc:
+            if exc.code == 3:  # uvicorn's "startup failed"; it has logged why
+                raise pykue.ServerError(f"{name} failed to start (see the lines above)") from None
+            raise
+
+
+def _announcing(config: Any, line: str) -> Any:
+    """A uvicorn server that prints `line` once the app has started on its socket."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                click.echo(line, err=True)
+
+    return Server(config)
 
 
 def served(port: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -284,10 +451,11 @@ def served(port: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         for opt in reversed([
-            click.option("--port", default=port, show_default=True),
+            click.option("--port", type=click.IntRange(0, 65535), default=port, show_default=True,
+                         help="0: any free port (the ready line says which)."),
             click.option("--host", default="127.0.0.1", show_default=True),
             click.option("--redis", "redis_url", default=None, envvar="REDIS_URL", help="Redis URL."),
-            click.option("--embedded", is_flag=True, help="Start the embedded Redis."),
+            click.option("--embedded", is_flag=True, help="Start a private embedded Redis (gone on exit)."),
         ]):  # fmt: skip
             fn = opt(fn)
         return fn
@@ -298,55 +466,69 @@ def served(port: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 @main.command()
 @served(1245)
 @friendly
-def stock(port: int, host: str, redis_url: str | None, embedded: bool) -> None:
+def stock(**opts: Any) -> None:
     """Seed task 12: the stock reservation service."""
     from pykue.apps.stock import create_app
 
-    _serve(create_app, port, redis_url, embedded, host)
+    serve("stock", create_app, opts)
 
 
 @main.command()
 @served(1245)
 @prefix_opt
+@click.option("--reset", is_flag=True, help="Set the seats to 50 even if other seat servers are running.")
 @friendly
-def seats(port: int, host: str, redis_url: str | None, embedded: bool, prefix: str) -> None:
-    """Seed task 13: the seat reservation service."""
+def seats(prefix: str, reset: bool, **opts: Any) -> None:
+    """Seed task 13: the seat reservation service (the first server on a Redis sets 50 seats)."""
     from pykue.apps.seats import create_app
 
-    _serve(lambda url: create_app(url, prefix=prefix), port, redis_url, embedded, host)
+    serve("seats", lambda url: create_app(url, prefix=prefix, reset=reset), opts)
+
+
+web_opts = [
+    click.option("--read-only", is_flag=True, help="Refuse every change."),
+    click.option("--token", envvar="PYKUE_DASHBOARD_TOKEN", help="Require this token (Bearer, cookie or ?token=)."),
+    click.option("--insecure", is_flag=True, help="Allow binding beyond loopback without a token."),
+]
+
+
+def _guarded(factory: Callable[..., Any], opts: dict[str, Any], **kw: Any) -> Callable[[str], Any]:
+    """The app factory with the web guard's options; refuses a non-loopback bind without a token."""
+    from pykue.web.security import exposure_error, hosts_for
+
+    if problem := exposure_error(opts["host"], kw["token"], kw.pop("insecure")):
+        raise ValueError(problem)
+    return functools.partial(factory, hosts=hosts_for(opts["host"], kw["token"]), **kw)
 
 
 @main.command()
 @served(3000)
+@web_opts[0]
+@web_opts[1]
+@web_opts[2]
 @prefix_opt
 @friendly
-def api(port: int, host: str, redis_url: str | None, embedded: bool, prefix: str) -> None:
-    """Kue's JSON API alone (the dashboard serves it too), with an OpenAPI document at /docs."""
+def api(read_only: bool, token: str | None, insecure: bool, prefix: str, **opts: Any) -> None:
+    """Kue's JSON API alone (the dashboard serves it too), described at /openapi.json."""
     from pykue.web.api import create_app
 
-    _serve(lambda url: create_app(url, prefix=prefix), port, redis_url, embedded, host)
-
-
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+    app = _guarded(create_app, opts, prefix=prefix, read_only=read_only, token=token, insecure=insecure)
+    serve("api", app, opts, note=" (read-only)" if read_only else "")
 
 
 @main.command()
 @served(3000)
-@click.option("--read-only", is_flag=True, help="Refuse every write.")
-@click.option("--token", envvar="PYKUE_DASHBOARD_TOKEN", help="Require this token (Bearer, cookie or ?token=).")
-@click.option("--insecure", is_flag=True, help="Allow binding beyond loopback without a token.")
+@web_opts[0]
+@web_opts[1]
+@web_opts[2]
 @prefix_opt
 @friendly
-def dashboard(port: int, host: str, redis_url: str | None, embedded: bool, read_only: bool, token: str | None,
-              insecure: bool, prefix: str) -> None:  # fmt: skip
+def dashboard(read_only: bool, token: str | None, insecure: bool, prefix: str, **opts: Any) -> None:
     """The web dashboard, Kue's JSON API and /metrics."""
-    if host not in LOOPBACK and not token and not insecure:
-        raise ValueError(f"binding to {host} exposes the queue: give --token (or --insecure to accept that)")
     from pykue.web.dashboard import create_dashboard
 
-    click.echo(f"pykue dashboard on http://{host}:{port}/" + (" (read-only)" if read_only else ""), err=True)
-    _serve(lambda url: create_dashboard(url, prefix=prefix, read_only=read_only, token=token), port, redis_url,
-           embedded, host)  # fmt: skip
+    app = _guarded(create_dashboard, opts, prefix=prefix, read_only=read_only, token=token, insecure=insecure)
+    serve("dashboard", app, opts, note=" (read-only)" if read_only else "")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,11 @@ killed at interpreter exit (Ctrl-C included) and, on Linux, by the kernel when t
 parent dies any other way (PR_SET_PDEATHSIG, set with util-linux's setpriv when present),
 so a crashed test leaves no orphan. The death signal follows the thread that started the
 server: start it from the main thread (or one that lives as long as the server).
+
+The server keeps no data unless asked: give `data_dir` (and `dbfilename`) to load a data set
+from there and save it back on `stop(save=True)`. It is ready only once *its own* process
+answers (INFO's process_id), so another server already on a fixed port is never mistaken
+for it.
 """
 
 from __future__ import annotations
@@ -64,13 +69,25 @@ def free_port() -> int:
 class EmbeddedRedis:
     """`with EmbeddedRedis() as srv: srv.url` — a private redis-server for its lifetime."""
 
-    def __init__(self, port: int | None = None, unix_socket: bool = False, persist: bool = False) -> None:
+    def __init__(self, port: int | None = None, unix_socket: bool = False, persist: bool = False,
+                 data_dir: str | os.PathLike[str] | None = None, dbfilename: str = "dump.rdb",
+                 aof: bool = False) -> None:  # fmt: skip
+        if port is not None and not 0 < port < 65536:
+            raise ServerError(f"port must be between 1 and 65535; got {port}")
+        if os.sep in dbfilename or not dbfilename:
+            raise ServerError(f"dbfilename must be a plain file name; got {dbfilename!r}")
+        if data_dir is not None and not os.path.isdir(data_dir):
+            raise ServerError(f"data directory {os.fspath(data_dir)!r} does not exist")
         self.binary = find_binary()
         self.dir = tempfile.mkdtemp(prefix="pykue-redis-")
+        _LIVE.add(self)  # from here on, exit removes the directory whatever happens next
+        self.data_dir = os.path.abspath(data_dir) if data_dir is not None else self.dir
+        self.dbfilename = dbfilename
         self.unix_socket = os.path.join(self.dir, "redis.sock") if unix_socket else None
         self._fixed_port = port is not None
         self.port = 0 if unix_socket else (port or free_port())
         self.persist = persist
+        self.aof = aof  # every write fsynced to an append-only file before it is acknowledged
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -86,9 +103,10 @@ class EmbeddedRedis:
             self.binary,
             "--port", str(self.port),
             "--bind", "127.0.0.1",
-            "--dir", self.dir,
+            "--dir", self.data_dir,
+            "--dbfilename", self.dbfilename,
             "--save", *(["3600", "1"] if self.persist else [""]),
-            "--appendonly", "yes" if self.persist else "no",  # persist: every write on disk, as AOF
+            "--appendonly", "yes" if self.aof else "no",
             "--appendfsync", "always",
             "--protected-mode", "yes",
             "--loglevel", "warning",
@@ -108,15 +126,22 @@ class EmbeddedRedis:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                if "Failed listening" in self._log_tail() and not self._fixed_port and not self.unix_socket:
-                    self.port = free_port()  # lost a race for the port: pick another
-                    return self.start(timeout)
-                raise ServerError(f"redis-server exited at start ({self.binary}): {self._log_tail()}")
-            if self._ping():
+                return self._retry_or_raise(timeout)
+            if self._answers_as(self.proc.pid):
                 return self
             time.sleep(0.01)
         self.stop()
         raise ServerError(f"redis-server did not answer within {timeout} s")
+
+    def _retry_or_raise(self, timeout: float) -> EmbeddedRedis:
+        tail = self._log_tail()
+        if "Failed listening" in tail and not self._fixed_port and not self.unix_socket:
+            self.port = free_port()  # lost a race for the port: pick another
+            return self.start(timeout)
+        self.proc = None
+        if "Failed listening" in tail:
+            raise ServerError(f"redis-server could not listen on {self.url} (port in use?): {tail}")
+        raise ServerError(f"redis-server exited at start ({self.binary}): {tail}")
 
     def _log_tail(self) -> str:
         try:
@@ -124,7 +149,9 @@ class EmbeddedRedis:
         except (OSError, IndexError):
             return "no log"
 
-    def _ping(self) -> bool:
+    def _answers_as(self, pid: int) -> bool:
+        """True once the server at our address is the process we started (not a stranger
+        that already held a fixed port)."""
         family, address = (
             (socket.AF_UNIX, self.unix_socket) if self.unix_socket else (socket.AF_INET, ("127.0.0.1", self.port))
         )
@@ -132,13 +159,15 @@ class EmbeddedRedis:
             with socket.socket(family, socket.SOCK_STREAM) as s:
                 s.settimeout(0.5)
                 s.connect(address)
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
+                s.sendall(b"INFO server\r\n")
+                reply = _read_bulk(s)
+        except (OSError, ValueError):
             return False
+        return f"process_id:{pid}\r\n" in reply
 
     def stop(self, save: bool = False) -> None:
-        """Stop the server; with save=True it writes dump.rdb first (for restarts)."""
+        """Stop the server; with save=True it writes its data set first (for restarts, or to
+        keep the data in `data_dir`)."""
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
             if save:
@@ -162,10 +191,35 @@ class EmbeddedRedis:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> EmbeddedRedis:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _read_bulk(s: socket.socket) -> str:
+    """One RESP bulk-string reply, read whole."""
+    buf = b""
+    while b"\r\n" not in buf:
+        buf += _recv(s)
+    head, _, body = buf.partition(b"\r\n")
+    if not head.startswith(b"$"):
+        raise ValueError(f"not a bulk reply: {head[:60]!r}")
+    size = int(head[1:])
+    while len(body) < size:
+        body += _recv(s)
+    return body[:size].decode(errors="replace")
+
+
+def _recv(s: socket.socket) -> bytes:
+    chunk = s.recv(65536)
+    if not chunk:
+        raise ValueError("connection closed")
+    return chunk
 
 
 @atexit.register

@@ -83,7 +83,33 @@ def test_pykue_refuses_what_kue_would_store(apis: tuple[str, str]) -> None:
     assert r.status_code == 400 and "backoff must be True" in r.json()["error"]
     r = httpx.put(py + "/job/1/state/bogus")
     assert r.status_code == 400 and "unknown state" in r.json()["error"]
-    r = httpx.get(py + "/jobs/inactive/a..b")
-    assert r.status_code == 404 or "error" in r.json()
+    r = httpx.get(py + "/jobs/inactive/a..b")  # Kue: a Redis error for zrange(NaN, NaN)
+    assert (r.status_code, r.json()) == (404, {"error": "no such route: /jobs/inactive/a..b"})
     assert httpx.get(py + "/openapi.json").json()["info"]["title"] == "pykue: Kue JSON API"
     assert httpx.get(py + "/stats").json()["inactiveCount"] == 0
+
+
+def test_edge_cases_answer_as_kue_app_does(apis: tuple[str, str], kue_redis: EmbeddedRedis) -> None:
+    """Issue 10 item 10: open ranges (`..-1`) list every job; a state set by PUT keeps the progress."""
+    node_base, py_base = apis
+    for i in range(4):
+        httpx.post((node_base, py_base)[i % 2] + "/job", json={"type": "email", "data": {"i": i}})
+    import redis
+
+    client = redis.Redis.from_url(kue_redis.url, decode_responses=True)
+    for job_id in (1, 2):
+        client.hset(f"q:job:{job_id}", "progress", 37)
+    client.close()
+    assert httpx.put(node_base + "/job/1/state/complete").json() == {"message": "updated state"}
+    assert httpx.put(py_base + "/job/2/state/complete").json() == {"message": "updated state"}
+    assert httpx.put(py_base + "/job/3/state/failed").json() == {"message": "updated state"}
+    assert httpx.put(node_base + "/job/4/state/failed").json() == {"message": "updated state"}
+    one, two = same(apis, "/job/1"), same(apis, "/job/2")
+    assert one["progress"] == two["progress"] == "37"
+    three, four = same(apis, "/job/3"), same(apis, "/job/4")
+    assert ("failed_at" in three) == ("failed_at" in four)
+    for path in ("/jobs/0..-1", "/jobs/complete/0..-1/asc", "/jobs/failed/0..-1/desc", "/jobs/email/complete/0..-1",
+                 "/jobs/-2..-1", "/jobs/email/failed/-1..-1/desc"):  # fmt: skip
+        got = same(apis, path)
+        assert got, path
+    assert len(same(apis, "/jobs/complete/0..-1/asc")) == 2 and len(same(apis, "/jobs/0..-1")) == 4

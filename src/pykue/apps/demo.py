@@ -41,21 +41,28 @@ def run(redis_url: str | None = None, prefix: str = "q") -> int:
         return t
 
     spawn = functools.partial(subprocess.Popen, env=env, stdout=subprocess.PIPE, text=True)
-    processor = spawn([*cmd, "processor", *opts])
-    pumps = [relay(processor)]
+    children = [spawn([*cmd, "processor", *opts])]
+    pumps = [relay(children[0])]
     try:
-        creator = spawn([*cmd, "creator", *opts])
-        pumps.append(relay(creator))
-        code = creator.wait()
-    finally:
-        processor.send_signal(signal.SIGTERM)
-        try:
-            processor.wait(15)
-        except subprocess.TimeoutExpired:
-            processor.kill()
+        children.append(spawn([*cmd, "creator", *opts]))
+        pumps.append(relay(children[1]))
+        code = children[1].wait()
+    finally:  # also on SIGTERM/Ctrl-C: no child and no private Redis outlives the demo
+        for child in reversed(children):
+            stop(child)
         for t in pumps:
             t.join(5)
         if server is not None:
             server.close()
-    print("pykue demo: done", flush=True)
+    print("pykue demo: done" if code == 0 else f"pykue demo: the creator exited with code {code}", flush=True)
     return code
+
+
+def stop(child: subprocess.Popen[str]) -> None:
+    if child.poll() is None:
+        child.send_signal(signal.SIGTERM)
+    try:
+        child.wait(15)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()

@@ -3,7 +3,8 @@
     pykue stock [--port 1245] [--redis URL | --embedded]
 
 Reserved quantities live in Redis under `item.ITEM_ID`; a reservation is one Lua call,
-so concurrent requests never confirm more than the stock.
+so concurrent requests never confirm more than the stock. Every error is JSON; a reservation
+is GET only (a HEAD, which clients and proxies send freely, must not reserve).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import redis.asyncio
+from redis.exceptions import RedisError, ResponseError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -58,6 +60,19 @@ class Stock:
         return int(await self._reserve(keys=[f"item.{item['id']}"], args=[item["stock"]]))
 
 
+async def redis_failed(request: Request, exc: Exception) -> JSONResponse:
+    """A Redis refusal (wrong type under item.N, out of memory, ...): JSON, never a traceback."""
+    status = 500 if isinstance(exc, ResponseError) and "OOM" not in str(exc) else 503
+    return JSONResponse({"status": f"Redis error: {exc}"}, status_code=status)
+
+
+async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"status": f"Internal error: {type(exc).__name__}"}, status_code=500)
+
+
+HANDLERS: dict[Any, Any] = {RedisError: redis_failed, **ERROR_HANDLERS, Exception: internal_error}
+
+
 def create_app(redis_url: str) -> Starlette:
     client = async_client(redis_url)
     stock = Stock(client)
@@ -73,6 +88,8 @@ def create_app(redis_url: str) -> Starlette:
         return JSONResponse({**as_json(item), "currentQuantity": max(0, item["stock"] - reserved)})
 
     async def reserve(request: Request) -> JSONResponse:
+        if request.method != "GET":  # Starlette answers HEAD with the GET handler: that would reserve
+            return JSONResponse({"status": "Method not allowed"}, status_code=405, headers={"Allow": "GET"})
         item = get_item_by_id(parse_id(request.path_params["item_id"]))
         if item is None:
             return JSONResponse(NOT_FOUND, status_code=404)
@@ -91,7 +108,7 @@ def create_app(redis_url: str) -> Starlette:
             Route("/list_products/{item_id}", product),
             Route("/reserve_product/{item_id}", reserve),
         ],
-        exception_handlers=ERROR_HANDLERS,
+        exception_handlers=HANDLERS,
         lifespan=lifespan,
     )
     app.state.stock = stock

@@ -1,46 +1,87 @@
 -- Claim up to `count` inactive jobs of one type for a worker, atomically: the job leaves
 -- inactive, becomes active with an owner token and a lease, and its wake-up token is used.
--- Stray index entries are dropped; a hash without `type` is set aside as failed.
+-- Stray index entries are dropped. A bad record (a byte that is not UTF-8 in any field, no
+-- type, an unknown state, a corrupt number, a key that is not a hash, an id that is not a
+-- number) is set aside, never returned: failed with an error naming the field and reason
+-- when it has a hash to carry that, else only unindexed; the batch goes on either way.
+-- The queue's own keys are type-checked first, so nothing below can raise after a write.
 -- ARGV: prefix, now, type, count, lease_ms, token_base ("<worker>:<claim>"), worker_id,
 --       tokens_already_taken
--- Returns a flat list: id, token, HGETALL (as it was before the claim; the caller applies
--- state, started_at, updated_at and workerId itself), per claimed job.
+-- Returns a flat list of triples. Claimed: id, token, HGETALL (as it was before the claim;
+-- the caller applies state, started_at, updated_at and workerId itself). Set aside: the
+-- zset member (quoted), "", the reason (for the worker's log).
 local now, jtype, count = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local lease, base, wid, taken = tonumber(ARGV[5]), ARGV[6], ARGV[7], tonumber(ARGV[8])
 local tset = k('jobs:' .. jtype .. ':inactive')
+local bad_keys = wrong_type({
+  { tset, 'zset' }, { k('jobs:inactive'), 'zset' }, { k('jobs:active'), 'zset' }, { k('jobs'), 'zset' },
+  { k('jobs:' .. jtype .. ':active'), 'zset' }, { k('jobs:failed'), 'zset' },
+  { k('jobs:' .. jtype .. ':failed'), 'zset' }, { OWNERS, 'hash' }, { held(worker_of(base)), 'set' },
+  { WORKERS, 'zset' }, { k(jtype .. ':jobs'), 'list' },
+})
+if bad_keys then return bad_keys end
 local start_tail = ',' .. jstr(jtype) .. ',null'
 local out, claimed = {}, 0
+
+local function aside(z, reason)
+  out[#out + 1] = shown(z)
+  out[#out + 1] = ''
+  out[#out + 1] = reason
+end
+
+-- Failed for good with the reason, in the failed sets of its own (checked) type only.
+local function set_aside(id, z, f, reason)
+  local msg = 'pykue: ' .. reason .. '; set aside'
+  local pri = int_of(f.priority) or 0
+  redis.call('ZREM', k('jobs:inactive'), z)
+  redis.call('HSET', jobkey(id), 'state', 'failed', 'error', msg, 'failed_at', now, 'updated_at', now)
+  redis.call('ZADD', k('jobs:failed'), pri, z)
+  if f.type == jtype then redis.call('ZADD', k('jobs:' .. jtype .. ':failed'), pri, z) end
+  publish(id, 'failed', ',' .. jstr(msg) .. ',null')
+  aside(z, reason)
+end
+
 while claimed < count do
   local r = redis.call('ZPOPMIN', tset)
   if #r == 0 then break end
   local z = r[1]
   local id = string.sub(z, (string.find(z, '|', 1, true) or 0) + 1)
-  local key = jobkey(id)
-  local all = redis.call('HGETALL', key)
-  local f = {}
-  for i = 1, #all, 2 do f[all[i]] = all[i + 1] end
-  if f.state == 'inactive' and f.type == jtype then
-    claimed = claimed + 1
-    local pri = tonumber(f.priority) or 0
+  local all = not (#id <= 16 and zid(id) == z and string.find(id, '^%d+$')) and 'bad id'
+    or redis.pcall('HGETALL', jobkey(id))
+  if all == 'bad id' then
     redis.call('ZREM', k('jobs:inactive'), z)
-    redis.call('HSET', key, 'state', 'active', 'started_at', now, 'updated_at', now, 'workerId', wid)
-    redis.call('ZADD', k('jobs:active'), active_score(pri, f.ttl, now), z)
-    redis.call('ZADD', k('jobs:' .. jtype .. ':active'), pri, z)
-    local token = base .. ':' .. claimed
-    redis.call('HSET', OWNERS, id, token)
-    redis.call('SADD', held(worker_of(base)), id)
-    publish(id, 'start', start_tail)
-    out[#out + 1] = id
-    out[#out + 1] = token
-    out[#out + 1] = all
-  elseif f.state and not f.type then
-    local msg = 'pykue: job hash has no type field; set aside'
+    redis.call('ZREM', k('jobs'), z)
+    aside(z, 'member ' .. shown(z) .. ' of ' .. tset .. ' is not a job id; removed from the index')
+  elseif all.err then
     redis.call('ZREM', k('jobs:inactive'), z)
-    redis.call('HSET', key, 'state', 'failed', 'error', msg, 'failed_at', now, 'updated_at', now)
-    redis.call('ZADD', k('jobs:failed'), tonumber(f.priority) or 0, z)
-    publish(id, 'failed', ',' .. jstr(msg) .. ',null')
+    redis.call('ZREM', k('jobs'), z)
+    aside(z, jobkey(id) .. ' is a ' .. redis.call('TYPE', jobkey(id)).ok .. ', not a job hash; unindexed')
   elseif #all == 0 then
     redis.call('ZREM', k('jobs'), z)
+  else
+    local f = {}
+    for i = 1, #all, 2 do f[all[i]] = all[i + 1] end
+    local problem = record_problem(f, all)
+    -- A stale entry (the job is in another state, or of another type) is only dropped.
+    local ours = (f.state == 'inactive' or not STATES[f.state or ''])
+      and (f.type == jtype or (f.type or '') == '' or not utf8_ok(f.type))
+    if problem and ours then
+      set_aside(id, z, f, problem)
+    elseif not problem and f.state == 'inactive' and f.type == jtype then
+      claimed = claimed + 1
+      local pri = int_of(f.priority) or 0
+      redis.call('ZREM', k('jobs:inactive'), z)
+      redis.call('HSET', jobkey(id), 'state', 'active', 'started_at', now, 'updated_at', now, 'workerId', wid)
+      redis.call('ZADD', k('jobs:active'), active_score(pri, f.ttl, now), z)
+      redis.call('ZADD', k('jobs:' .. jtype .. ':active'), pri, z)
+      local token = base .. ':' .. claimed
+      redis.call('HSET', OWNERS, id, token)
+      redis.call('SADD', held(worker_of(base)), id)
+      publish(id, 'start', start_tail)
+      out[#out + 1] = id
+      out[#out + 1] = token
+      out[#out + 1] = all
+    end
   end
 end
 if claimed > 0 then redis.call('ZADD', WORKERS, now + lease, worker_of(base)) end

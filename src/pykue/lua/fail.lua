@@ -7,9 +7,16 @@
 --       "ack" the owner answering a Node TTL checker's "ttl exceeded": fail, then ack
 -- Returns attempts made (negative when failed for good), or nil if not owned/active.
 local now, id, token = tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local bad_keys = wrong_type({
+  { OWNERS, 'hash' }, { k('jobs:inactive'), 'zset' }, { k('jobs:active'), 'zset' },
+  { k('jobs:failed'), 'zset' }, { k('jobs:delayed'), 'zset' }, { k('jobs:complete'), 'zset' },
+})
+if bad_keys then return bad_keys end
 local owner = redis.call('HGET', OWNERS, id)
 if not owner or (token ~= '*' and owner ~= token) then return nil end
-if redis.call('HGET', jobkey(id), 'state') ~= 'active' then
+if not is_a(held(worker_of(owner)), 'set') then return redis.error_reply('pykue: held set is not a set') end
+local state = redis.pcall('HGET', jobkey(id), 'state')  -- an error table if not a hash
+if state ~= 'active' then
   drop_lease(id, owner)
   return nil
 end

@@ -1,19 +1,21 @@
 -- Promote due delayed jobs to inactive (Kue's checkJobPromotion), each at most once.
 -- ARGV: prefix, now, limit. Returns how many were promoted.
 local now, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
+local bad_keys = wrong_type({ { k('jobs:delayed'), 'zset' }, { k('jobs:inactive'), 'zset' } })
+if bad_keys then return bad_keys end
 local due = redis.call('ZRANGEBYSCORE', k('jobs:delayed'), 0, now, 'LIMIT', 0, limit)
 local n = 0
 for _, z in ipairs(due) do
   local id = string.sub(z, (string.find(z, '|', 1, true) or 0) + 1)
-  local f = redis.call('HMGET', jobkey(id), 'state', 'type', 'priority')
-  if f[1] == 'delayed' and f[2] then
+  local f = redis.pcall('HMGET', jobkey(id), 'state', 'type', 'priority')  -- no error after a write
+  if f.err or f[1] ~= 'delayed' or not f[2] then
+    redis.call('ZREM', k('jobs:delayed'), z)  -- stale: not a delayed job
+  elseif writable_type(f[2], 'delayed', 'inactive') and is_a(k(f[2] .. ':jobs'), 'list') then
     publish(id, 'promotion')
     redis.call('HSET', jobkey(id), 'updated_at', now)
-    set_state(id, f[2], 'delayed', 'inactive', tonumber(f[3]) or 0)
+    set_state(id, f[2], 'delayed', 'inactive', int_of(f[3]) or 0)
     publish(id, 'enqueue', ',' .. jstr(f[2]))
     n = n + 1
-  else
-    redis.call('ZREM', k('jobs:delayed'), z)
   end
 end
 return n

@@ -3,6 +3,11 @@
 -- max_stalled times is failed for good.
 -- ARGV: prefix, now, max_stalled, limit (workers). Returns {requeued, failed}.
 local now, max_stalled, limit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local bad_keys = wrong_type({
+  { WORKERS, 'zset' }, { OWNERS, 'hash' }, { STALLS, 'hash' },
+  { k('jobs:active'), 'zset' }, { k('jobs:inactive'), 'zset' }, { k('jobs:failed'), 'zset' },
+})
+if bad_keys then return bad_keys end
 local dead = redis.call('ZRANGEBYSCORE', WORKERS, 0, now, 'LIMIT', 0, limit)
 local orphans = {}
 for _, worker in ipairs(dead) do
@@ -19,10 +24,11 @@ end
 local requeued, failed = 0, 0
 for _, id in ipairs(orphans) do
   local key = jobkey(id)
-  local f = redis.call('HMGET', key, 'state', 'type', 'priority')
-  if f[1] == 'active' and f[2] then
+  local f = redis.pcall('HMGET', key, 'state', 'type', 'priority')  -- no error after the writes above
+  if not f.err and f[1] == 'active' and writable_type(f[2], 'active', 'inactive')
+      and writable_type(f[2], 'failed', 'failed') and is_a(k(f[2] .. ':jobs'), 'list') then
     local stalls = redis.call('HINCRBY', STALLS, id, 1)
-    local pri = tonumber(f[3]) or 0
+    local pri = int_of(f[3]) or 0
     if stalls > max_stalled then
       local msg = 'job stalled more than allowable limit'
       redis.call('HSET', key, 'error', msg, 'failed_at', now, 'updated_at', now)

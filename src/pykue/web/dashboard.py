@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
@@ -27,10 +26,10 @@ from pykue._keys import STATES
 from pykue._worker import Subscriber
 
 from .api import router
+from .security import LOOPBACK, Guard, protect
 
 STATIC = resources.files("pykue.web") / "static"
 ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}
-TOKEN_COOKIE = "pykue_token"
 
 
 class Broadcaster:
@@ -104,9 +103,11 @@ class Metrics:
 
 
 def create_dashboard(queue: pykue.AsyncQueue | str | None = None, *, prefix: str = "q", read_only: bool = False,
-                     token: str | None = None) -> FastAPI:  # fmt: skip
+                     token: str | None = None, hosts: frozenset[str] | None = LOOPBACK,
+                     timeout: float = 10.0) -> FastAPI:  # fmt: skip
     """The dashboard app. With `token`, every request needs it (Bearer header, cookie, or
-    ?token= once in the browser); with `read_only`, every write is refused."""
+    ?token= once in the browser); with `read_only`, every write is refused; `hosts` are the
+    Host names it answers to (None: any). See `security` for what else is guarded."""
     owned = not isinstance(queue, pykue.AsyncQueue)
     q = queue if isinstance(queue, pykue.AsyncQueue) else pykue.create_async_queue(queue, prefix=prefix)
     hub = Broadcaster()
@@ -130,24 +131,10 @@ def create_dashboard(queue: pykue.AsyncQueue | str | None = None, *, prefix: str
         if owned:
             await q.shutdown()
 
-    app = FastAPI(title="pykue dashboard", version=pykue.__version__, lifespan=lifespan)
+    app = FastAPI(title="pykue dashboard", version=pykue.__version__, lifespan=lifespan, docs_url=None,
+                  redoc_url=None)  # fmt: skip
     app.state.queue = q
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        set_cookie = False
-        if token is not None:
-            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-            given = given or request.cookies.get(TOKEN_COOKIE, "") or request.query_params.get("token", "")
-            if not hmac.compare_digest(given.encode(), token.encode()):
-                return JSONResponse({"error": "a valid token is required"}, status_code=401)
-            set_cookie = "token" in request.query_params
-        if read_only and request.method not in ("GET", "HEAD", "OPTIONS"):
-            return JSONResponse({"error": "the dashboard is read-only"}, status_code=403)
-        response = await call_next(request)
-        if set_cookie and token is not None:
-            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
-        return response
+    protect(app, Guard(token=token, read_only=read_only, hosts=hosts, name="dashboard", timeout=timeout))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:

@@ -2,12 +2,34 @@
 'use strict';
 const STATES = ['inactive', 'active', 'delayed', 'complete', 'failed'];
 const $ = (id) => document.getElementById(id);
-const view = { state: 'active', type: '', order: 'asc', from: 0, size: 20, open: null, readOnly: false };
+const view = { state: 'active', type: '', order: 'asc', from: 0, size: 20, open: null, readOnly: false, down: false, stream: null };
+
+class Unavailable extends Error {}
+
+// The server answers 503 while Redis is down: a banner says so, and the live dot goes grey.
+function down(message) {
+  view.down = Boolean(message);
+  $('banner').hidden = !message;
+  $('banner').textContent = message ? `Redis is unavailable: the page is not up to date (${message})` : '';
+  if (message) $('live').classList.remove('on');
+  else if (view.stream && view.stream.readyState === EventSource.OPEN) $('live').classList.add('on');
+}
 
 async function api(method, path) {
-  const res = await fetch(path, { method, credentials: 'same-origin' });
+  let res;
+  try {
+    res = await fetch(path, { method, credentials: 'same-origin' });
+  } catch (e) {
+    throw new Unavailable(`the dashboard does not answer: ${e.message}`);
+  }
   if (res.status === 204) return null;
-  const body = await res.json();
+  let body;
+  try {
+    body = await res.json();
+  } catch (e) {
+    throw new Error(`${res.status} ${res.statusText}`);
+  }
+  if (res.status === 503) throw new Unavailable(body && body.error ? body.error : res.statusText);
   // Kue answers errors as {"error": message}, often with HTTP 200; a failed job's JSON has an error too
   const failure = body && !Array.isArray(body) && body.error !== undefined && body.id === undefined;
   if (!res.ok || failure) throw new Error(failure ? body.error : res.statusText);
@@ -59,7 +81,9 @@ async function refreshList() {
     tr.children[2].append(Object.assign(document.createElement('span'), { className: 'state ' + j.state, textContent: j.state }));
     const bar = document.createElement('div');
     bar.className = 'bar';
-    bar.append(Object.assign(document.createElement('div'), { style: `width:${Number(j.progress) || 0}%` }));
+    const fill = document.createElement('div');
+    fill.style.width = `${Number(j.progress) || 0}%`;
+    bar.append(fill);
     tr.children[4].append(bar);
     tr.onclick = () => openJob(j.id);
     return tr;
@@ -73,19 +97,28 @@ async function refreshList() {
 
 let countdown = null;
 let openSeq = 0; // answers to an older openJob() are dropped: the newest click wins
+function closeJob() {
+  $('detail').hidden = true;
+  view.open = null;
+  clearInterval(countdown);
+}
+
+// A job that cannot be shown closes the panel: it must never show one job under another's id.
 async function openJob(id) {
   const seq = ++openSeq;
-  view.open = String(id);
   let job;
   try {
     job = await api('GET', `/job/${encodeURIComponent(id)}`);
   } catch (e) {
     if (seq !== openSeq) return;
-    $('detail').hidden = false;
-    $('d-message').textContent = e.message;
+    if (e instanceof Unavailable) throw e;
+    closeJob();
+    $('find-message').textContent = e.message;
     return;
   }
   if (seq !== openSeq) return;
+  view.open = String(job.id);
+  $('find-message').textContent = '';
   $('detail').hidden = false;
   $('d-id').textContent = job.id;
   $('d-type').textContent = job.type;
@@ -114,6 +147,7 @@ async function openJob(id) {
     countdown = setInterval(tick, 200);
   }
   $('a-retry').hidden = job.state !== 'failed';
+  $('a-requeue').hidden = job.state === 'inactive';
   const log = await api('GET', `/job/${encodeURIComponent(job.id)}/log`);
   if (seq !== openSeq) return;
   $('d-log').replaceChildren(...log.map((l) => Object.assign(document.createElement('li'), { textContent: l })));
@@ -123,13 +157,16 @@ async function act(what) {
   const id = view.open;
   if (!id) return;
   try {
-    if (what === 'retry' || what === 'requeue') {
+    if (what === 'retry') {
+      await api('POST', `/job/${id}/retry`);
+    } else if (what === 'requeue') {
+      const running = $('d-state').textContent === 'active';
+      if (running && !window.confirm(`Job ${id} is running: re-queue it and discard that run's outcome?`)) return;
       await api('PUT', `/job/${id}/state/inactive`);
     } else if (what === 'remove') {
       if (!window.confirm(`Remove job ${id}? This cannot be undone.`)) return;
       await api('DELETE', `/job/${id}`);
-      $('detail').hidden = true;
-      view.open = null;
+      closeJob();
     } else if (what === 'priority') {
       const p = window.prompt('New priority (low 10, normal 0, medium -5, high -10, critical -15)', '0');
       if (p === null) return;
@@ -157,8 +194,10 @@ function refresh() {
         await refreshStats();
         await refreshList();
         if (view.open && !$('detail').hidden) await openJob(view.open);
+        if (view.down) down(null);
       } catch (e) {
-        console.error(e);
+        if (e instanceof Unavailable) down(e.message);
+        else console.error(e);
       }
     } while (again);
     pending = null;
@@ -174,13 +213,21 @@ function soon() {
 
 function live() {
   const es = new EventSource('/events');
-  es.onopen = () => $('live').classList.add('on');
+  view.stream = es;
+  es.onopen = () => { if (!view.down) $('live').classList.add('on'); };
   es.onerror = () => $('live').classList.remove('on');
   es.onmessage = () => soon();
 }
 
 async function main() {
-  const cfg = await api('GET', '/config');
+  let cfg;
+  try {
+    cfg = await api('GET', '/config');
+  } catch (e) {
+    down(e.message);
+    setTimeout(main, 2000);
+    return;
+  }
   view.readOnly = cfg.readOnly;
   document.body.classList.toggle('read-only', cfg.readOnly);
   $('type').onchange = (e) => { view.type = e.target.value; view.from = 0; refresh(); };
@@ -193,7 +240,7 @@ async function main() {
   $('a-requeue').onclick = () => act('requeue');
   $('a-remove').onclick = () => act('remove');
   $('a-priority').onclick = () => act('priority');
-  $('a-close').onclick = () => { $('detail').hidden = true; view.open = null; clearInterval(countdown); };
+  $('a-close').onclick = closeJob;
   await refresh();
   live();
   setInterval(refresh, 5000); // a safety net; events drive the page

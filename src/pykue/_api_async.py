@@ -1,0 +1,228 @@
+"""Every producer and reader operation of a queue and of its jobs, written once.
+
+This asyncio module is the source: `python scripts/unasync.py` writes the sync twin,
+`_api_sync.py` (`Job`, `QueueBase`), by dropping `async`/`await` and renaming, and a test
+fails when that file is not current. The queues themselves (`AsyncQueue`, `Queue`) add
+only what really differs: how they connect, subscribe, run workers and shut down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Self, cast
+
+import redis.asyncio
+
+from . import _codec as codec
+from ._core import STAT_NAMES, QueueCore, default_queue, remember, stats_dict
+from ._errors import InvalidJobError, JobNotFoundError
+from ._job import BoundJob, log_line
+from ._keys import State, check_state
+from ._retry import after_retry, retry_args, retry_outcome
+from ._scripts import AsyncScripts, best_effort
+
+SAVE_CHUNK = 500  # jobs per enqueue script call
+
+
+class AsyncJob(BoundJob):
+    """A job bound to its queue: Kue's job methods that read or write Redis."""
+
+    queue: AsyncQueueBase
+
+    async def save(self) -> Self:
+        """Create the job (one Lua call); updates of saved jobs use the methods below."""
+        if self.id is not None:
+            raise InvalidJobError(f"job {self.id} is already saved")
+        await self.queue._save([self])
+        return self
+
+    async def progress(self, completed: float, total: float, data: Any = None) -> Self:
+        await self.queue._progress(self, codec.pct(completed, total), data)
+        return self
+
+    async def log(self, fmt: Any, *args: Any) -> Self:
+        await self.queue._log(self, log_line(fmt, args))
+        return self
+
+    async def remove(self) -> bool:
+        return bool(await self.queue._call("remove", [self.id]))
+
+    async def set_state(self, state: str) -> Self:
+        checked = check_state(state)
+        if not await self.queue._call("set_state", [codec.now_ms(), self.id, checked.value]):
+            raise JobNotFoundError(self.id or 0)
+        self.fields["state"] = checked.value
+        return self
+
+    # Kue's state shortcuts
+    async def inactive(self) -> Self:
+        return await self.set_state(State.INACTIVE)
+
+    async def active(self) -> Self:
+        return await self.set_state(State.ACTIVE)
+
+    async def complete(self) -> Self:
+        return await self.set_state(State.COMPLETE)
+
+    async def failed(self) -> Self:
+        return await self.set_state(State.FAILED)
+
+    async def delayed(self) -> Self:
+        return await self.set_state(State.DELAYED)
+
+    async def retry(self, force: bool = False) -> Self:
+        """The queue's retry() of this job: a failed job runs again, its attempts reset."""
+        await self.queue.retry(self.id or 0, force)
+        after_retry(self.fields)
+        return self
+
+    async def set_priority(self, level: int | str) -> Self:
+        self.priority(level)
+        await self.queue._call("set_priority", [codec.now_ms(), self.id, self.opts.priority])
+        return self
+
+    async def refresh(self) -> Self:
+        fields = await self.queue._hgetall(self.id or 0)
+        if not fields:
+            raise JobNotFoundError(self.id or 0)
+        self._load(fields)
+        return self
+
+    async def logs(self) -> list[str]:
+        return await self.queue.job_logs(self.id or 0)
+
+    @classmethod
+    async def get(cls, job_id: int | str, queue: AsyncQueueBase | None = None) -> AsyncJob:
+        """Kue's Job.get: load a job by id (from the last queue created if none is given)."""
+        return await (queue or default_queue(AsyncQueueBase)).get_job(job_id)
+
+
+class AsyncQueueBase(QueueCore):
+    """The queue operations that only read or write Redis (producers, readers, counts)."""
+
+    client: redis.asyncio.Redis
+    scripts: AsyncScripts
+
+    def _remember(self) -> None:
+        """The twin's constructor calls this last: a queue that failed to build is never the default."""
+        remember(AsyncQueueBase, self)
+
+    async def listen(self) -> None:
+        """Subscribe to the events channel; returns once the subscription is confirmed."""
+        raise NotImplementedError
+
+    async def _call(self, name: str, args: list[Any]) -> Any:
+        return await self.scripts.call(name, self.keys.jobs, [self.keys.prefix, *args])
+
+    # -- producing --------------------------------------------------------------
+    def create(self, job_type: str, data: Any = None, **options: Any) -> AsyncJob:
+        """Kue's queue.create(type, data): a job to configure and save()."""
+        return AsyncJob(self, job_type, data).apply(**options)
+
+    async def save_many(self, jobs: Iterable[AsyncJob]) -> list[AsyncJob]:
+        """Save many new jobs, one Lua call per 500; all are validated before any is written."""
+        batch = list(jobs)
+        await self._save(batch)
+        return batch
+
+    async def _save(self, jobs: Sequence[AsyncJob]) -> None:
+        if self.test_mode.record(list(jobs)):
+            return
+        now = codec.now_ms()
+        calls = [self._enqueue_args(jobs[i : i + SAVE_CHUNK], now) for i in range(0, len(jobs), SAVE_CHUNK)]
+        listening = any(job.has_listeners() for job in jobs)
+        if listening or self.has_listeners():
+            await self.listen()  # confirmed before the script publishes `enqueue`
+        for i, (args, fields) in enumerate(calls):
+            chunk = jobs[i * SAVE_CHUNK : (i + 1) * SAVE_CHUNK]
+            await self._enqueue(chunk, args, fields, listening)
+
+    async def _enqueue(self, jobs: Sequence[AsyncJob], args: list[Any], fields: list[list[str]],
+                       listening: bool) -> None:  # fmt: skip
+        if listening:
+            self._expect()
+        ids: list[Any] = []
+        try:
+            ids = await self.scripts.call("enqueue", self.keys.jobs, args)
+            self._after_save(jobs, ids, fields)
+        finally:
+            if listening:
+                self._settle([(job.id, job) for job in jobs if job.id is not None and job.has_listeners()])
+
+    async def retry(self, job_id: int | str, force: bool = False) -> None:
+        """Run a failed job again with its attempts reset (BullMQ's job.retry()); any other
+        state raises JobStateError unless `force`. Forcing a running job revokes that run's
+        owner token in the same call: its outcome is refused."""
+        retry_outcome(job_id, await self._call("retry", retry_args(job_id, force)))
+
+    async def _progress(self, job: AsyncJob, pct: int, data: Any) -> None:
+        data_json = codec.js_dumps(data, "progress data") if data is not None else ""
+        with best_effort("progress", job.id):
+            await self._call("progress", [codec.now_ms(), job.id, pct, data_json])
+
+    async def _log(self, job: AsyncJob, line: str) -> None:
+        with best_effort("log", job.id):  # a pipeline is reset by execute(): no context needed
+            p = self.client.pipeline()
+            p.rpush(self.keys.log(job.id or 0), line)
+            p.hset(self.keys.job(job.id or 0), "updated_at", codec.now_ms())
+            await p.execute()
+
+    async def _hgetall(self, job_id: int | str) -> dict[str, str]:
+        raw = await cast(Any, self.client).execute_command("HGETALL", self.keys.job(job_id), **codec.UNDECODED)
+        return codec.decode_hash(raw)
+
+    # -- reading ------------------------------------------------------------------
+    async def get_job(self, job_id: int | str) -> AsyncJob:
+        fields = await self._hgetall(job_id)
+        if not fields or "type" not in fields:
+            raise JobNotFoundError(job_id)
+        return self._loaded(AsyncJob, job_id, fields)
+
+    async def job_logs(self, job_id: int | str, start: int = 0, stop: int = -1) -> list[str]:
+        return cast(list[str], await self.client.lrange(self.keys.log(job_id), start, stop))
+
+    async def card(self, state: str | None = None, job_type: str | None = None) -> int:
+        """How many jobs are in a state (of a type); all jobs when state is None."""
+        return int(await self.client.zcard(self._range_args(state, job_type)))
+
+    async def inactive_count(self, job_type: str | None = None) -> int:
+        return await self.card(State.INACTIVE, job_type)
+
+    async def active_count(self, job_type: str | None = None) -> int:
+        return await self.card(State.ACTIVE, job_type)
+
+    async def complete_count(self, job_type: str | None = None) -> int:
+        return await self.card(State.COMPLETE, job_type)
+
+    async def failed_count(self, job_type: str | None = None) -> int:
+        return await self.card(State.FAILED, job_type)
+
+    async def delayed_count(self, job_type: str | None = None) -> int:
+        return await self.card(State.DELAYED, job_type)
+
+    async def stats(self) -> dict[str, int | None]:
+        """Kue's GET /stats: the count of each state and the total work time."""
+        async with self.client.pipeline(transaction=False) as p:
+            for name in STAT_NAMES:
+                p.zcard(self.keys.state(name))
+            p.get(self.keys.work_time)
+            *counts, work = await p.execute()
+        return stats_dict(counts, work)
+
+    async def types(self) -> list[str]:
+        return sorted(cast(set[str], await self.client.smembers(self.keys.types)))
+
+    async def job_ids(self, state: str | None = None, job_type: str | None = None,
+                      start: int = 0, stop: int = -1, order: str = "asc") -> list[int]:  # fmt: skip
+        """Ids by rank range in a state's set (inclusive), sorted by id like Kue."""
+        members = await self.client.zrange(self._range_args(state, job_type), start, stop)
+        return self._ids(cast(list[str], members), order)
+
+    async def jobs(self, state: str | None = None, job_type: str | None = None,
+                   start: int = 0, stop: int = -1, order: str = "asc") -> list[AsyncJob]:  # fmt: skip
+        ids = await self.job_ids(state, job_type, start, stop, order)
+        async with self.client.pipeline(transaction=False) as p:
+            for job_id in ids:
+                cast(Any, p).execute_command("HGETALL", self.keys.job(job_id), **codec.UNDECODED)
+            hashes = await p.execute()
+        return self._loaded_many(AsyncJob, ids, hashes)
