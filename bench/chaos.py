@@ -71,8 +71,24 @@ def client(srv: EmbeddedRedis) -> redis.Redis:
     return redis.Redis.from_url(srv.url, decode_responses=True, socket_timeout=15)
 
 
+def patiently(call: Callable[[], Any], patience: float = 60) -> Any:
+    """This script's own reads, waiting out a restart or an AOF load."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return call()
+        except redis.RedisError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def held_by(srv: EmbeddedRedis, pid: int) -> int:
     """Active jobs whose workerId names that process."""
+    return int(patiently(lambda: _held_by(srv, pid)))
+
+
+def _held_by(srv: EmbeddedRedis, pid: int) -> int:
     c = client(srv)
     ids = [m.split("|", 1)[1] for m in c.zrange(f"{PREFIX}:jobs:active", 0, -1)]
     with c.pipeline(transaction=False) as p:
@@ -118,18 +134,19 @@ def redis_kill_9(fleet: Fleet) -> None:
 
 
 def debug_sleep(fleet: Fleet) -> None:
-    client(fleet.srv).execute_command("DEBUG", "SLEEP", "6")  # > redis-py's 5 s socket timeout
+    patiently(lambda: client(fleet.srv).execute_command("DEBUG", "SLEEP", "6"))  # > redis-py's 5 s socket timeout
 
 
 def client_pause(fleet: Fleet) -> None:
     c = client(fleet.srv)
-    c.execute_command("CLIENT", "PAUSE", str(int(2.5 * LEASE_MS)))
+    patiently(lambda: c.execute_command("CLIENT", "PAUSE", str(int(2.5 * LEASE_MS))))
     c.ping()  # returns once the pause is over
 
 
 def full_redis(fleet: Fleet) -> None:
     c = client(fleet.srv)
-    c.config_set("maxmemory", max(1, int(c.info("memory")["used_memory"]) // 2))
+    used = patiently(lambda: int(c.info("memory")["used_memory"]))
+    c.config_set("maxmemory", max(1, used // 2))
     time.sleep(3)  # the fault's duration
     c.config_set("maxmemory", 0)
 
@@ -155,7 +172,7 @@ def completed(srv: EmbeddedRedis) -> int | None:
 def resumed(srv: EmbeddedRedis, before: int, deadline: float = 60) -> float:
     """Seconds after a Redis fault until completions resume (50 more, or the queue drained)."""
     t0 = time.monotonic()
-    total = int(client(srv).get(f"{PREFIX}:ids") or 0)
+    total = int(patiently(lambda: client(srv).get(f"{PREFIX}:ids")) or 0)
     while time.monotonic() - t0 < deadline:
         done = completed(srv)
         if done is not None and done >= min(before + 50, total):
@@ -209,29 +226,32 @@ def main() -> None:
             )
         producer.shutdown()
         fleet = Fleet(srv, a.workers)
-        injected: Counter[str] = Counter()
-        recover: dict[str, list[float]] = {}
-        while True:
-            done = completed(srv) or 0
-            if done >= a.jobs and sum(injected.values()) >= a.faults:
-                break
-            if done >= a.jobs:
-                break  # drained early: report the faults it took
-            time.sleep(random.uniform(0.5, 2.0))
-            kind = random.choice(kinds)
-            before = completed(srv) or 0
-            back = FAULTS[kind](fleet)
-            injected[kind] += 1
-            recover.setdefault(kind, []).append(back if back is not None else resumed(srv, before))
-            print(f"{time.monotonic() - t_start:7.1f}s  {kind:38s} complete {completed(srv)}", flush=True)
-        last_fault = time.monotonic()
-        r = client(srv)
-        while (completed(srv) or 0) < a.jobs and time.monotonic() - last_fault < 60:
-            time.sleep(0.1)
-        drain_after = time.monotonic() - last_fault
-        fleet.stop()
-        got = audit(r)
+        try:
+            injected, recover, drain_after = run_faults(a, kinds, srv, fleet, t_start)
+        finally:
+            fleet.stop()
+        got = patiently(lambda: audit(client(srv)))
     print_table(a, seed, injected, recover, got, drain_after, time.monotonic() - t_start)
+
+
+def run_faults(a: Any, kinds: list[str], srv: EmbeddedRedis, fleet: Fleet,
+               t_start: float) -> tuple[Counter[str], dict[str, list[float]], float]:  # fmt: skip
+    """Inject faults until the queue is drained and at least a.faults were injected (a
+    drained queue keeps taking faults until there were enough)."""
+    injected: Counter[str] = Counter()
+    recover: dict[str, list[float]] = {}
+    while (completed(srv) or 0) < a.jobs or sum(injected.values()) < a.faults:
+        time.sleep(random.uniform(0.5, 2.0))
+        kind = random.choice(kinds)
+        before = completed(srv) or 0
+        back = FAULTS[kind](fleet)
+        injected[kind] += 1
+        recover.setdefault(kind, []).append(back if back is not None else resumed(srv, before))
+        print(f"{time.monotonic() - t_start:7.1f}s  {kind:38s} complete {completed(srv)}", flush=True)
+    last_fault = time.monotonic()
+    while (completed(srv) or 0) < a.jobs and time.monotonic() - last_fault < 60:
+        time.sleep(0.1)
+    return injected, recover, time.monotonic() - last_fault
 
 
 def print_table(a: Any, seed: int, injected: Counter[str], recover: dict[str, list[float]],
