@@ -19,7 +19,7 @@ from ._keys import Keys, State, check_state
 from ._listeners import JobListeners
 from ._pause import WorkerContext
 from ._testmode import TestMode
-from ._worker import RunFn, Settings
+from ._worker import JobLease, RunFn, Settings, guarded
 from .connection import DEFAULT_URL, ConnectionSettings, async_client, redis_url
 
 Handler = Callable[..., Any]
@@ -131,9 +131,9 @@ class QueueCore(Emitter):
         ctx = WorkerContext(job_type)
         call = invoker(fn, executor, ctx)
 
-        async def run(job_id: int, token: str, fields: dict[str, str]) -> Any:
+        async def run(job_id: int, token: str, fields: dict[str, str], lease: JobLease) -> Any:
             job = job_cls(self, fields.get("type") or job_type, job_id=job_id, fields=fields)
-            job.token = token
+            job.token, job.lease = token, lease
             return await call(job)
 
         return n, run, ctx
@@ -185,8 +185,10 @@ def invoker(handler: Handler, executor: Executor | None, ctx: Any = None) -> Cal
     or (job, ctx, done) or not), decided once rather than per job."""
     is_coro = inspect.iscoroutinefunction(handler)
     lead: tuple[Any, ...] = (ctx,) if positional_count(handler) >= 3 else ()
+    kue = kue_style(handler)
+    handler = guarded(handler, is_coro)
 
-    if kue_style(handler):
+    if kue:
 
         async def with_done(job: BaseJob) -> Any:
             job.data = data_of(job.fields)

@@ -22,6 +22,14 @@ local function zid(id) return string.format('%02d', #id) .. '|' .. id end
 local OWNERS, WORKERS, STALLS = k('pykue:owners'), k('pykue:workers'), k('pykue:stalls')
 local function held(worker) return k('pykue:held:' .. worker) end
 local function worker_of(token) return string.match(token, '^[^:]+') end
+-- The claim number in a token; "<worker>:<claim>:<n>" tokens are numbered per worker.
+local function claim_of(token) return tonumber(string.match(token, '^[^:]+:(%d+):')) or 0 end
+
+-- Under maxmemory + noeviction, Redis (6, and 7 without `allow-oom`) refuses a script's
+-- first write that may grow memory but lets every later one through once the script has
+-- written. A script that must not fail on a full Redis (a lease renewal only rewrites
+-- existing entries) starts with this no-op write.
+local function oom_pass() redis.call('HDEL', STALLS, '') end
 
 local STATES = { inactive = true, active = true, complete = true, failed = true, delayed = true }
 local MAX_SAFE = 9007199254740991
