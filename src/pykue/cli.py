@@ -219,6 +219,8 @@ def worker(
     """Process jobs with HANDLER (module:function); graceful on SIGTERM/Ctrl-C."""
     after = parse_duration_ms(stuck_after) if stuck_after else 0
     settings = pykue.Settings(stuck_after_ms=after, orphan_after_ms=after) if after else None
+    if burst_timeout is not None and not burst:
+        raise ValueError("--burst-timeout only applies with --burst")
     fn = _load_handler(handler)
     queue = pykue.create_queue(redis_url, prefix=prefix, settings=settings)
     require_redis(queue.url)
