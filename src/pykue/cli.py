@@ -222,6 +222,8 @@ def worker(
     prefix: str,
 ) -> None:
     """Process jobs with HANDLER (module:function); graceful on SIGTERM/Ctrl-C."""
+    if burst_timeout is not None and not burst:
+        raise ValueError("--burst-timeout only applies with --burst")
     after = parse_duration_ms(stuck_after) if stuck_after else 0
     _load_handler(handler)  # mistakes are exit 2 here, not a crash loop in the children
     require_redis(default_redis_url(redis_url))
@@ -236,8 +238,6 @@ def _work(handler: str, job_type: str, concurrency: int, burst: bool, burst_time
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     settings = pykue.Settings(stuck_after_ms=after, orphan_after_ms=after) if after else None
-    if burst_timeout is not None and not burst:
-        raise ValueError("--burst-timeout only applies with --burst")
     fn = _load_handler(handler)
     queue = pykue.create_queue(redis_url, prefix=prefix, settings=settings)
     queue.process(job_type, concurrency, fn)
