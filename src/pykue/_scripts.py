@@ -26,6 +26,10 @@ NAMES = (
     "repair_tokens",
     "unlock",
     "retry",
+    "watchdog",
+    "expire_unowned",
+    "repeat",  # feata: repeatable jobs (_schedule.py)
+    "clean",  # feata: queue.clean
     "set_aside",
 )
 # Scripts whose reply carries job hashes as stored: registered on a client that does not

@@ -24,9 +24,10 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from . import _codec as codec
-from ._events import checked, decode, encode, raw_client
+from ._events import checked, decode, raw_client
 from ._keys import PROMOTION_LOCK, TTL_LOCK, Keys
 from ._scripts import AsyncScripts
+from ._watchdog import AckLog, WatchdogPass, expire_unowned, watchdog_pass
 
 log = logging.getLogger("pykue.worker")
 
@@ -43,13 +44,25 @@ class Settings:
     ttl_interval: float = 1.0
     reap_interval: float = 1.0
     repair_interval: float = 5.0
+    repeat_interval: float = 0.5  # how often this process looks for due repeatable jobs (feata)
     shutdown_timeout: float = 5.0
+    # The fleet watchdog (see _watchdog.py). stuck_after_ms > 0 opts in to returning unowned
+    # active jobs not updated for that long (a dead Node worker's); job hashes in no set of their
+    # state are indexed again once seen so for orphan_after_ms (0: never).
+    stuck_after_ms: int = 0
+    orphan_after_ms: int = 300_000
+    ttl_grace_ms: int = 1000  # how long a Node worker has to ack "ttl exceeded" (Kue waits 1 s)
+    watchdog_interval: float = 1.0
+    watchdog_batch: int = 100  # SCAN COUNT per sweep: the bound on one pass's work
 
     def __post_init__(self) -> None:
         if self.lease_ms < 100 or self.max_stalled < 0 or self.batch < 1:
             raise ValueError("lease_ms >= 100, max_stalled >= 0 and batch >= 1 are required")
+        if min(self.stuck_after_ms, self.orphan_after_ms, self.ttl_grace_ms) < 0 or self.watchdog_batch < 1:
+            raise ValueError("stuck_after_ms, orphan_after_ms, ttl_grace_ms >= 0 and watchdog_batch >= 1 are required")
 
 
+PAUSED = "paused"  # claim.lua's reply for a type paused with queue.pause()
 RunFn = Callable[[int, str, dict[str, str]], Awaitable[Any]]
 
 
@@ -101,6 +114,7 @@ class WorkerEngine:
         self._stop = asyncio.Event()
         self._idle = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
+        self.paused_locally = False  # Kue's ctx.pause (see _pause.py)
 
     def start(self) -> None:
         self._loops = [asyncio.ensure_future(self._fetch_loop()), asyncio.ensure_future(self._renew_loop())]
@@ -117,6 +131,9 @@ class WorkerEngine:
             await asyncio.sleep(0)  # let handlers that are finishing free their slots: bigger batches
             if self._stop.is_set():
                 break
+            if self.paused_locally:  # Kue's ctx.pause: take nothing until ctx.resume()
+                await self._nap()
+                continue
             free = self.concurrency - len(self._tasks)
             self._seq += 1
             now = codec.now_ms()
@@ -126,6 +143,9 @@ class WorkerEngine:
                 out = await self._script("claim", args)
             except (RedisError, OSError):
                 break
+            if out == PAUSED:  # queue.pause(type): claim.lua took nothing; `taken` stays ours
+                await self._nap()
+                continue
             taken = 0
             if out:
                 self._start_jobs(out, now)
@@ -147,6 +167,11 @@ class WorkerEngine:
         task = asyncio.ensure_future(self.scripts.call("set_aside", self.keys.jobs, args))
         _ASIDES.add(task)
         task.add_done_callback(_ASIDES.discard)
+
+    async def _nap(self) -> None:
+        """While paused: look again after block_timeout (or stop at once on shutdown)."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), self.settings.block_timeout)
 
     def _start_jobs(self, out: list[Any], now: int) -> None:
         claimed = {"state": "active", "started_at": str(now), "updated_at": str(now), "workerId": self.worker_id}
@@ -299,6 +324,7 @@ class Maintenance:
 
     def __init__(self, client: Any, scripts: AsyncScripts, keys: Keys, settings: Settings) -> None:
         self.client, self.scripts, self.keys, self.settings = client, scripts, keys, settings
+        self.acks = AckLog(keep_s=10 * max(1.0, settings.ttl_grace_ms / 1000))
         self.types: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -316,10 +342,12 @@ class Maintenance:
     async def _loop(self) -> None:
         s = self.settings
         loop = asyncio.get_running_loop()
-        due = dict.fromkeys(("promote", "ttl", "reap", "repair"), 0.0)
-        every = {"promote": s.promote_interval, "ttl": s.ttl_interval,
-                 "reap": s.reap_interval, "repair": s.repair_interval}  # fmt: skip
-        jobs = {"promote": self.promote, "ttl": self.check_ttl, "reap": self.reap, "repair": self.repair}
+        due = dict.fromkeys(("promote", "ttl", "reap", "repair", "watchdog", "repeat"), 0.0)
+        every = {"promote": s.promote_interval, "ttl": s.ttl_interval, "reap": s.reap_interval,
+                 "repair": s.repair_interval, "watchdog": s.watchdog_interval,
+                 "repeat": s.repeat_interval}  # fmt: skip
+        jobs = {"promote": self.promote, "ttl": self.check_ttl, "reap": self.reap, "repair": self.repair,
+                "watchdog": self.watchdog, "repeat": self.fire_schedules}  # fmt: skip
         while not self._stop.is_set():
             now = loop.time()
             for name, when in due.items():
@@ -349,24 +377,39 @@ class Maintenance:
         args = [self.keys.prefix, codec.now_ms(), self.settings.max_stalled, 1000]
         return [int(x) for x in await self.scripts.call("reap", self.keys.jobs, args)]
 
+    async def fire_schedules(self) -> list[int]:
+        """Repeatable jobs whose tick is due (see _schedule.py); each tick fires once fleet-wide."""
+        from ._schedule import fire_due
+
+        return await fire_due(self.client, self.scripts, self.keys)
+
     async def repair(self) -> int:
         if not self.types:
             return 0
         return int(await self.scripts.call("repair_tokens", self.keys.jobs, [self.keys.prefix, *sorted(self.types)]))
 
+    async def watchdog(self) -> WatchdogPass:
+        """Clean up after Node processes and kue.app (stale leases and marks, orphans; with
+        stuck_after_ms, dead Node workers' jobs): one bounded step per call."""
+        s = self.settings
+        return await watchdog_pass(self.scripts, self.keys, s.stuck_after_ms, s.max_stalled, s.watchdog_batch,
+                                   s.orphan_after_ms)  # fmt: skip
+
     async def check_ttl(self) -> None:
         await self._locked(TTL_LOCK, self._ttl_pass)
 
     async def _ttl_pass(self) -> None:
-        """Fail jobs of ours past their TTL; tell Node's workers about theirs, as Kue does."""
+        """Fail jobs of ours past their TTL; tell Node's workers about theirs, as Kue does, and
+        fail those no Kue worker acks within ttl_grace_ms (their worker died)."""
         now = codec.now_ms()
         expired = await self.client.zrangebyscore(self.keys.state("active"), 100000, now, start=0, num=1000)
+        unowned: list[int] = []
         for member in expired:
             job_id = codec.id_of_member(member)
             if job_id is None:  # not a job: claim.lua and the reaper deal with such entries
                 continue
             if not await self.client.hexists(self.keys.owners, job_id):
-                await self.client.publish(self.keys.events, encode(job_id, "ttl exceeded"))
+                unowned.append(job_id)  # a Node worker's: announced, then failed if nobody acks
                 continue
             raw = await self.client.hmget(self.keys.job(job_id), "backoff", "delay", "attempts")
             f = dict(zip(("backoff", "delay", "attempts"), raw, strict=True))
@@ -375,6 +418,7 @@ class Maintenance:
             msg = "TTL exceeded"
             args = [self.keys.prefix, now, job_id, "*", msg, msg, msg, ms, "ttl"]
             await self.scripts.call("fail", self.keys.jobs, args)
+        await expire_unowned(self.client, self.scripts, self.keys, unowned, self.settings.ttl_grace_ms, self.acks)
 
 
 # Set-aside calls in flight (a reference keeps a task alive until it is done).
@@ -453,6 +497,7 @@ class Runtime:
                               self.settings, len(self.engines) + 1)  # fmt: skip
         if not self.engines:
             await self.subscribe(self._answer_ttl)
+            await self.subscribe(self.maintenance.acks.hear)
         self.engines.append(engine)
         engine.start()
         self.maintenance.types.add(job_type)

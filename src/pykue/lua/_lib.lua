@@ -200,12 +200,41 @@ local function remove_job(id)
   return f[1]
 end
 
+-- feata: remove_on_complete/remove_on_fail {age, count} (see _retention.py). The finished
+-- jobs of a type that carry a policy sit in P:pykue:kept:<state>:<type> by finish time;
+-- those beyond the count or older than the age go (at most 100 per call), if still `state`.
+local function retain(id, jtype, state, policy, now)
+  local age, count = string.match(policy, '^(%d*),(%d*)$')
+  age, count = tonumber(age), tonumber(count)
+  local kept = k('pykue:kept:' .. state .. ':' .. jtype)
+  if not is_a(kept, 'zset') then return end  -- a corrupt bookkeeping key never fails the finish
+  redis.call('ZADD', kept, now, id)
+  local victims = {}
+  if count then
+    local over = redis.call('ZCARD', kept) - count
+    if over > 0 then victims = redis.call('ZRANGE', kept, 0, math.min(over, 100) - 1) end
+  end
+  if age then
+    for _, v in ipairs(redis.call('ZRANGEBYSCORE', kept, '-inf', '(' .. (now - age), 'LIMIT', 0, 100)) do
+      victims[#victims + 1] = v
+    end
+  end
+  for _, v in ipairs(victims) do
+    redis.call('ZREM', kept, v)
+    local now_state = redis.pcall('HGET', jobkey(v), 'state')
+    if now_state == state then
+      remove_job(v)
+      publish(v, 'remove', ',' .. jstr(jtype))
+    end
+  end
+end
+
 -- Record a failure; retry (delay >= 0: delayed, -1: inactive) while attempts remain.
 -- Returns attempts made, negative when the job is now failed for good.
 -- The caller has checked that the job key is a hash and the global state sets are zsets.
 local function fail_job(id, now, err, logline, msg, delay)
   local key = jobkey(id)
-  local f = redis.call('HMGET', key, 'type', 'priority', 'max_attempts', 'state', 'attempts')
+  local f = redis.call('HMGET', key, 'type', 'priority', 'max_attempts', 'state', 'attempts', 'pykue_keep_failed')
   local pri, max = num_of(f[2]) or 0, int_of(f[3]) or 1
   local attempts = (int_of(f[5]) or 0) + 1  -- not HINCRBY: it errors on a corrupt count
   local retry = (delay and delay >= 0) and 'delayed' or 'inactive'
@@ -224,5 +253,22 @@ local function fail_job(id, now, err, logline, msg, delay)
   end
   set_state(id, jtype, f[4], 'failed', pri)
   publish(id, 'failed', ',' .. jstr(msg) .. ',null')
+  if f[6] and jtype then retain(id, jtype, 'failed', f[6], now) end  -- feata: remove_on_fail
   return -attempts
+end
+
+-- A stall count belongs to one run of the job: STALLS holds "<count>@<run>", the run being
+-- "<attempts>/<failed_at>", which every outcome changes, whoever writes it (Node or pykue).
+-- A count left by an earlier run starts over, so a job that a Node worker completed or
+-- failed since is not failed for its next single stall.
+local function stall_run(attempts, failed_at) return (attempts or '0') .. '/' .. (failed_at or '') end
+local function count_stall(id, run)
+  local old = redis.call('HGET', STALLS, id)
+  local n = 1
+  if old then
+    local c, r = string.match(old, '^(%d+)@(.*)$')
+    if r == run then n = tonumber(c) + 1 end
+  end
+  redis.call('HSET', STALLS, id, n .. '@' .. run)
+  return n
 end
