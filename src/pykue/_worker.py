@@ -62,7 +62,7 @@ class Settings:
             raise ValueError("stuck_after_ms, orphan_after_ms, ttl_grace_ms >= 0 and watchdog_batch >= 1 are required")
 
 
-PAUSED = "paused"  # claim.lua's reply for a type paused with queue.pause()
+PAUSED = b"paused"  # claim.lua's reply for a type paused with queue.pause() (read undecoded)
 RunFn = Callable[[int, str, dict[str, str]], Awaitable[Any]]
 
 
