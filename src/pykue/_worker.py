@@ -24,6 +24,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from . import _codec as codec
+from . import _joblog
 from ._events import checked, decode, raw_client
 from ._job import parse_fields
 from ._keys import PROMOTION_LOCK, TTL_LOCK, Keys
@@ -107,6 +108,7 @@ class WorkerEngine:
         self._lost: set[int] = set()
         self._fields: dict[int, dict[str, str]] = {}  # of the running jobs
         self._pending: list[tuple[int, str, int, str]] = []
+        self._attempt: dict[int, int] = {}  # of the completions waiting in _pending, for the log
         self._flusher: asyncio.Task[None] | None = None
         self._slot = asyncio.Event()
         self._slot.set()
@@ -178,6 +180,7 @@ class WorkerEngine:
             await self._fail(job_id, token, fields, exc)
         else:
             self._pending.append((job_id, token, codec.now_ms() - started, rjson))
+            self._attempt[job_id] = int(fields.get("attempts") or 0) + 1
             if self._flusher is None or self._flusher.done():
                 self._flusher = asyncio.ensure_future(self._flush())
         finally:
@@ -195,9 +198,12 @@ class WorkerEngine:
             args: list[Any] = [self.keys.prefix, codec.now_ms(), len(batch)]
             for job_id, token, dur, rjson in batch:
                 args += (job_id, token, dur, rjson)
-            await self._script("complete", args)
-            for job_id, *_ in batch:
+            done = await self._script("complete", args)
+            for (job_id, _, dur, _), ok in zip(batch, done, strict=False):
                 self._owned.pop(job_id, None)
+                if ok:
+                    _joblog.outcome(job_id, self.type, "complete", dur, self._attempt.get(job_id, 1))
+                self._attempt.pop(job_id, None)
 
     async def _fail(self, job_id: int, token: str, fields: dict[str, str], error: BaseException | str,
                     mode: str = "") -> None:  # fmt: skip
@@ -209,11 +215,15 @@ class WorkerEngine:
         delay, warning = codec.backoff_delay(fields.get("backoff"), attempts, int(fields.get("delay") or 0))
         if warning:
             log.warning("pykue: job %s: %s", job_id, warning)
-        args = [self.keys.prefix, codec.now_ms(), job_id, token, err, line, msg, delay, mode]
+        now = codec.now_ms()
+        args = [self.keys.prefix, now, job_id, token, err, line, msg, delay, mode]
         try:
-            await self._script("fail", args)
+            made = await self._script("fail", args)
         finally:
             self._owned.pop(job_id, None)
+        if made is not None:
+            dur = now - int(fields.get("started_at") or now)
+            _joblog.outcome(job_id, self.type, "failed" if int(made) < 0 else "retry", dur, attempts, msg)
 
     async def ttl_exceeded(self, job_id: int) -> None:
         """A TTL checker (Node Kue's, usually) says a job we hold ran out of time: fail it
