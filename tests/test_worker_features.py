@@ -170,7 +170,7 @@ def test_cli_worker_serves_many_types_each_with_its_concurrency(url: str, prefix
     for t in ("small", "big", "extra"):
         q.save_many(q.create(t, data) for _ in range(5))
     worker = Proc([*EXE, "worker", "tests.feature_handlers:hold", "--type", "extra", "--handlers",
-                   "tests.feature_handlers:HANDLERS", "-c", "2", "--redis", url, "--prefix", prefix],
+                   "tests.feature_handlers:HANDLERS", "-c", "2", "-p", "1", "--redis", url, "--prefix", prefix],
                   env=py_env())  # fmt: skip
     try:
         worker.line("pykue worker: small x2, big x3, extra x2")

@@ -94,10 +94,10 @@ class AsyncQueue(AsyncQueueBase):
         functions run in a thread pool of `concurrency` threads."""
         if self._closed:
             raise ShutdownError("the queue was shut down")
-        n, run = self._runner(AsyncJob, job_type, concurrency, handler)
+        n, run, ctx = self._runner(AsyncJob, job_type, concurrency, handler)
         if self.has_listeners():
             await self.listen()  # queue-level listeners hear this worker's first jobs
-        return await self._runtime.start_engine(job_type, n, run)
+        return await ctx.started(self._runtime.start_engine, job_type, n, run)
 
     async def process_many(self, handlers: HandlerTable, concurrency: int = 1) -> list[WorkerEngine]:
         """One worker for many job types: `{type: handler or (concurrency, handler)}`, each

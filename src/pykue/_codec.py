@@ -231,6 +231,7 @@ class JobOptions:
     delay: int = 0
     ttl: int | None = None
     remove_on_complete: bool = False
+    keep: dict[str, str] | None = None  # state -> "<age>,<count>" (remove_on_complete/fail; _retention.py)
 
 
 def new_job_fields(job_type: str, data_json: str, opts: JobOptions, now: int) -> list[str]:
@@ -254,6 +255,8 @@ def new_job_fields(job_type: str, data_json: str, opts: JobOptions, now: int) ->
         fields["backoff"] = opts.backoff
     if opts.remove_on_complete:
         fields["removeOnComplete"] = "true"
+    for state, policy in (opts.keep or {}).items():
+        fields[f"pykue_keep_{state}"] = policy
     flat: list[str] = []
     for k, v in fields.items():
         flat += (k, v)

@@ -28,6 +28,8 @@ NAMES = (
     "retry",
     "watchdog",
     "expire_unowned",
+    "repeat",  # feata: repeatable jobs (_schedule.py)
+    "clean",  # feata: queue.clean
 )
 
 

@@ -46,6 +46,7 @@ class Settings:
     ttl_interval: float = 1.0
     reap_interval: float = 1.0
     repair_interval: float = 5.0
+    repeat_interval: float = 0.5  # how often this process looks for due repeatable jobs (feata)
     shutdown_timeout: float = 5.0
     # The fleet watchdog (see _watchdog.py). stuck_after_ms > 0 opts in to returning unowned
     # active jobs not updated for that long (a dead Node worker's); job hashes in no set of their
@@ -63,6 +64,7 @@ class Settings:
             raise ValueError("stuck_after_ms, orphan_after_ms, ttl_grace_ms >= 0 and watchdog_batch >= 1 are required")
 
 
+PAUSED = "paused"  # claim.lua's reply for a type paused with queue.pause()
 RunFn = Callable[[int, str, dict[str, str]], Awaitable[Any]]
 
 
@@ -115,6 +117,7 @@ class WorkerEngine:
         self._stop = asyncio.Event()
         self._idle = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
+        self.paused_locally = False  # Kue's ctx.pause (see _pause.py)
 
     def start(self) -> None:
         self._loops = [asyncio.ensure_future(self._fetch_loop()), asyncio.ensure_future(self._renew_loop())]
@@ -131,6 +134,9 @@ class WorkerEngine:
             await asyncio.sleep(0)  # let handlers that are finishing free their slots: bigger batches
             if self._stop.is_set():
                 break
+            if self.paused_locally:  # Kue's ctx.pause: take nothing until ctx.resume()
+                await self._nap()
+                continue
             free = self.concurrency - len(self._tasks)
             self._seq += 1
             now = codec.now_ms()
@@ -140,6 +146,9 @@ class WorkerEngine:
                 out = await self._script("claim", args)
             except (RedisError, OSError):
                 break
+            if out == PAUSED:  # queue.pause(type): claim.lua took nothing; `taken` stays ours
+                await self._nap()
+                continue
             taken = 0
             if out:
                 self._start_jobs(out, now)
@@ -151,6 +160,11 @@ class WorkerEngine:
                 log.warning("pykue: waiting for %s jobs failed (%s)", self.type, exc)
                 await asyncio.sleep(0.2)
             taken = 1 if got else 0  # that token was ours: the next claim uses one fewer
+
+    async def _nap(self) -> None:
+        """While paused: look again after block_timeout (or stop at once on shutdown)."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), self.settings.block_timeout)
 
     def _start_jobs(self, out: list[Any], now: int) -> None:
         claimed = {"state": "active", "started_at": str(now), "updated_at": str(now), "workerId": self.worker_id}
@@ -326,11 +340,12 @@ class Maintenance:
     async def _loop(self) -> None:
         s = self.settings
         loop = asyncio.get_running_loop()
-        due = dict.fromkeys(("promote", "ttl", "reap", "repair", "watchdog"), 0.0)
+        due = dict.fromkeys(("promote", "ttl", "reap", "repair", "watchdog", "repeat"), 0.0)
         every = {"promote": s.promote_interval, "ttl": s.ttl_interval, "reap": s.reap_interval,
-                 "repair": s.repair_interval, "watchdog": s.watchdog_interval}  # fmt: skip
+                 "repair": s.repair_interval, "watchdog": s.watchdog_interval,
+                 "repeat": s.repeat_interval}  # fmt: skip
         jobs = {"promote": self.promote, "ttl": self.check_ttl, "reap": self.reap, "repair": self.repair,
-                "watchdog": self.watchdog}  # fmt: skip
+                "watchdog": self.watchdog, "repeat": self.fire_schedules}  # fmt: skip
         while not self._stop.is_set():
             now = loop.time()
             for name, when in due.items():
@@ -359,6 +374,12 @@ class Maintenance:
     async def reap(self) -> list[int]:
         args = [self.keys.prefix, codec.now_ms(), self.settings.max_stalled, 1000]
         return [int(x) for x in await self.scripts.call("reap", self.keys.jobs, args)]
+
+    async def fire_schedules(self) -> list[int]:
+        """Repeatable jobs whose tick is due (see _schedule.py); each tick fires once fleet-wide."""
+        from ._schedule import fire_due
+
+        return await fire_due(self.client, self.scripts, self.keys)
 
     async def repair(self) -> int:
         if not self.types:

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import importlib
 import json
+import os
 import signal
 import socket
 import sys
@@ -25,6 +26,7 @@ import click
 import redis
 
 import pykue
+from pykue import cli_features
 from pykue._core import redis_url as default_redis_url
 from pykue._handlers import handler_table
 from pykue._joblog import configure as configure_logging
@@ -204,6 +206,8 @@ class BurstEnd:
 @click.option("--burst-timeout", type=click.FloatRange(min=0), default=None,
               help="With --burst: give up after this many seconds (exit 1) even if jobs are left.")  # fmt: skip
 @click.option("--stuck-after", help="Watchdog: re-queue active jobs no pykue worker owns, idle this long (30s, 5m).")
+@click.option("--processes", "-p", type=click.IntRange(min=1), default=None,
+              help="Supervised worker processes (default: one per core).")  # fmt: skip
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
               default="info", show_default=True, help="pykue's log level (job outcomes are info).")  # fmt: skip
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
@@ -219,6 +223,7 @@ def worker(
     burst: bool,
     burst_timeout: float | None,
     stuck_after: str | None,
+    processes: int | None,
     log_level: str,
     log_format: str,
     redis_url: str | None,
@@ -226,17 +231,32 @@ def worker(
 ) -> None:
     """Process jobs: HANDLER (module:function) for each --type, and/or a --handlers table;
     one line per job outcome on stderr; graceful on SIGTERM/Ctrl-C."""
-    configure_logging(log_level, log_format)
+    # the supervisor's own records: warnings and errors (restarts), in the format asked for
+    configure_logging("debug" if log_level == "debug" else "warning", log_format)
     after = parse_duration_ms(stuck_after) if stuck_after else 0
+    _worker_plan(handler, job_types, table, concurrency)  # mistakes are exit 2 here, not a crash loop in the children
+    require_redis(default_redis_url(redis_url))
+    spec = (handler, job_types, table, concurrency)
+    args = (spec, burst, burst_timeout, after, redis_url, prefix, (log_level, log_format))
+    sys.exit(pykue.run_workers(_work, processes, args=args, restart=not burst))
+
+
+def _work(spec: tuple[str | None, tuple[str, ...], str | None, int], burst: bool, burst_timeout: float | None,
+          after: int, redis_url: str | None, prefix: str, logs: tuple[str, str]) -> None:  # fmt: skip
+    """One worker process (run by the supervisor); a SIGTERM that comes during start-up still stops it gracefully."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    configure_logging(*logs)  # a spawned child starts with logging as Python leaves it
     settings = pykue.Settings(stuck_after_ms=after, orphan_after_ms=after) if after else None
-    plan = _worker_plan(handler, job_types, table, concurrency)
+    plan = _worker_plan(*spec)
+    concurrency = spec[3]
     queue = pykue.create_queue(redis_url, prefix=prefix, settings=settings)
-    require_redis(queue.url)
     queue.process_many(plan, concurrency)
     described = ", ".join(f"{t} x{n[0] if isinstance(n, tuple) else concurrency}" for t, n in plan.items())
-    click.echo(f"pykue worker: {described} on {queue.url}", err=True)
+    click.echo(f"pykue worker: {described} on {queue.url} (pid {os.getpid()})", err=True)
     until = BurstEnd(queue, list(plan), burst_timeout) if burst else None
-    queue.run_forever(until=until)
+    queue.run_forever(until=lambda: stop.is_set() or (until is not None and until()))
     if until is not None and until.timed_out:
         click.echo(f"pykue worker: --burst-timeout {burst_timeout}s passed with {', '.join(plan)} jobs left", err=True)
         sys.exit(1)
@@ -578,6 +598,10 @@ def dashboard(read_only: bool, token: str | None, insecure: bool, prefix: str, *
 
     app = _guarded(create_dashboard, opts, prefix=prefix, read_only=read_only, token=token, insecure=insecure)
     serve("dashboard", app, opts, note=" (read-only)" if read_only else "")
+
+
+for _command in cli_features.COMMANDS:  # issue 12's commands (schedules, pause, resume, clean, ...)
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

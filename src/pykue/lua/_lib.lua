@@ -191,12 +191,41 @@ local function remove_job(id)
   return f[1]
 end
 
+-- feata: remove_on_complete/remove_on_fail {age, count} (see _retention.py). The finished
+-- jobs of a type that carry a policy sit in P:pykue:kept:<state>:<type> by finish time;
+-- those beyond the count or older than the age go (at most 100 per call), if still `state`.
+local function retain(id, jtype, state, policy, now)
+  local age, count = string.match(policy, '^(%d*),(%d*)$')
+  age, count = tonumber(age), tonumber(count)
+  local kept = k('pykue:kept:' .. state .. ':' .. jtype)
+  if not is_a(kept, 'zset') then return end  -- a corrupt bookkeeping key never fails the finish
+  redis.call('ZADD', kept, now, id)
+  local victims = {}
+  if count then
+    local over = redis.call('ZCARD', kept) - count
+    if over > 0 then victims = redis.call('ZRANGE', kept, 0, math.min(over, 100) - 1) end
+  end
+  if age then
+    for _, v in ipairs(redis.call('ZRANGEBYSCORE', kept, '-inf', '(' .. (now - age), 'LIMIT', 0, 100)) do
+      victims[#victims + 1] = v
+    end
+  end
+  for _, v in ipairs(victims) do
+    redis.call('ZREM', kept, v)
+    local now_state = redis.pcall('HGET', jobkey(v), 'state')
+    if now_state == state then
+      remove_job(v)
+      publish(v, 'remove', ',' .. jstr(jtype))
+    end
+  end
+end
+
 -- Record a failure; retry (delay >= 0: delayed, -1: inactive) while attempts remain.
 -- Returns attempts made, negative when the job is now failed for good.
 -- The caller has checked that the job key is a hash and the global state sets are zsets.
 local function fail_job(id, now, err, logline, msg, delay)
   local key = jobkey(id)
-  local f = redis.call('HMGET', key, 'type', 'priority', 'max_attempts', 'state', 'attempts')
+  local f = redis.call('HMGET', key, 'type', 'priority', 'max_attempts', 'state', 'attempts', 'pykue_keep_failed')
   local pri, max = int_of(f[2]) or 0, int_of(f[3]) or 1
   local attempts = (int_of(f[5]) or 0) + 1  -- not HINCRBY: it errors on a corrupt count
   local retry = (delay and delay >= 0) and 'delayed' or 'inactive'
@@ -215,6 +244,7 @@ local function fail_job(id, now, err, logline, msg, delay)
   end
   set_state(id, jtype, f[4], 'failed', pri)
   publish(id, 'failed', ',' .. jstr(msg) .. ',null')
+  if f[6] and jtype then retain(id, jtype, 'failed', f[6], now) end  -- feata: remove_on_fail
   return -attempts
 end
 

@@ -7,7 +7,8 @@
 -- The queue's own keys are type-checked first, so nothing below can raise after a write.
 -- ARGV: prefix, now, type, count, lease_ms, token_base ("<worker>:<claim>"), worker_id,
 --       tokens_already_taken
--- Returns a flat list of triples. Claimed: id, token, HGETALL (as it was before the claim;
+-- Returns 'paused' (nothing claimed) while the type is in P:pykue:paused (queue.pause).
+-- Otherwise a flat list of triples. Claimed: id, token, HGETALL (as it was before the claim;
 -- the caller applies state, started_at, updated_at and workerId itself). Set aside: the
 -- zset member (quoted), "", the reason (for the worker's log).
 local now, jtype, count = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
@@ -17,9 +18,10 @@ local bad_keys = wrong_type({
   { tset, 'zset' }, { k('jobs:inactive'), 'zset' }, { k('jobs:active'), 'zset' }, { k('jobs'), 'zset' },
   { k('jobs:' .. jtype .. ':active'), 'zset' }, { k('jobs:failed'), 'zset' },
   { k('jobs:' .. jtype .. ':failed'), 'zset' }, { OWNERS, 'hash' }, { held(worker_of(base)), 'set' },
-  { WORKERS, 'zset' }, { k(jtype .. ':jobs'), 'list' },
+  { WORKERS, 'zset' }, { k(jtype .. ':jobs'), 'list' }, { k('pykue:paused'), 'set' },
 })
 if bad_keys then return bad_keys end
+if redis.call('SISMEMBER', k('pykue:paused'), jtype) == 1 then return 'paused' end  -- queue.pause(type)
 local start_tail = ',' .. jstr(jtype) .. ',null'
 local out, claimed = {}, 0
 
