@@ -22,7 +22,7 @@ from ._keys import TERMINAL_STATES, State, check_state
 from ._pause import paused_key
 from ._retry import after_retry, retry_args, retry_outcome
 from ._schedule import Schedule, loaded_schedule, make_schedule, next_key, schedules_key
-from ._scripts import AsyncScripts
+from ._scripts import AsyncScripts, best_effort
 from ._wait import AsyncWaiter, outcome_of, settle
 
 SAVE_CHUNK = 500  # jobs per enqueue script call
@@ -185,10 +185,12 @@ class AsyncQueueBase(QueueCore):
 
     async def _progress(self, job: AsyncJob, pct: int, data: Any) -> None:
         data_json = codec.js_dumps(data, "progress data") if data is not None else ""
-        await self._call("progress", [codec.now_ms(), job.id, pct, data_json])
+        with best_effort("progress", job.id):
+            await self._call("progress", [codec.now_ms(), job.id, pct, data_json])
 
     async def _log(self, job: AsyncJob, line: str) -> None:
-        async with self.client.pipeline() as p:
+        with best_effort("log", job.id):  # a pipeline is reset by execute(): no context needed
+            p = self.client.pipeline()
             p.rpush(self.keys.log(job.id or 0), line)
             p.hset(self.keys.job(job.id or 0), "updated_at", codec.now_ms())
             await p.execute()
@@ -205,7 +207,9 @@ class AsyncQueueBase(QueueCore):
         return self._loaded(AsyncJob, job_id, fields)
 
     async def job_logs(self, job_id: int | str, start: int = 0, stop: int = -1) -> list[str]:
-        return cast(list[str], await self.client.lrange(self.keys.log(job_id), start, stop))
+        key = self.keys.log(job_id)
+        raw = await cast(Any, self.client).execute_command("LRANGE", key, start, stop, **codec.UNDECODED)
+        return [codec.text(line) for line in raw]
 
     async def card(self, state: str | None = None, job_type: str | None = None) -> int:
         """How many jobs are in a state (of a type); all jobs when state is None."""

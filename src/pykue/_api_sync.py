@@ -19,7 +19,7 @@ from ._keys import TERMINAL_STATES, State, check_state
 from ._pause import paused_key
 from ._retry import after_retry, retry_args, retry_outcome
 from ._schedule import Schedule, loaded_schedule, make_schedule, next_key, schedules_key
-from ._scripts import Scripts
+from ._scripts import Scripts, best_effort
 from ._wait import ThreadWaiter, outcome_of, settle
 
 SAVE_CHUNK = 500  # jobs per enqueue script call
@@ -182,10 +182,12 @@ class QueueBase(QueueCore):
 
     def _progress(self, job: Job, pct: int, data: Any) -> None:
         data_json = codec.js_dumps(data, "progress data") if data is not None else ""
-        self._call("progress", [codec.now_ms(), job.id, pct, data_json])
+        with best_effort("progress", job.id):
+            self._call("progress", [codec.now_ms(), job.id, pct, data_json])
 
     def _log(self, job: Job, line: str) -> None:
-        with self.client.pipeline() as p:
+        with best_effort("log", job.id):  # a pipeline is reset by execute(): no context needed
+            p = self.client.pipeline()
             p.rpush(self.keys.log(job.id or 0), line)
             p.hset(self.keys.job(job.id or 0), "updated_at", codec.now_ms())
             p.execute()
@@ -202,7 +204,9 @@ class QueueBase(QueueCore):
         return self._loaded(Job, job_id, fields)
 
     def job_logs(self, job_id: int | str, start: int = 0, stop: int = -1) -> list[str]:
-        return cast(list[str], self.client.lrange(self.keys.log(job_id), start, stop))
+        key = self.keys.log(job_id)
+        raw = cast(Any, self.client).execute_command("LRANGE", key, start, stop, **codec.UNDECODED)
+        return [codec.text(line) for line in raw]
 
     def card(self, state: str | None = None, job_type: str | None = None) -> int:
         """How many jobs are in a state (of a type); all jobs when state is None."""

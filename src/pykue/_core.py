@@ -15,11 +15,11 @@ from ._codec import Failure
 from ._errors import NoQueueError
 from ._events import Emitter
 from ._job import BaseJob, BoundJob, data_of, parse_fields
-from ._keys import Keys, State, check_state, id_from_zid
+from ._keys import Keys, State, check_state
 from ._listeners import JobListeners
 from ._pause import WorkerContext
 from ._testmode import TestMode
-from ._worker import RunFn, Settings
+from ._worker import JobLease, RunFn, Settings, guarded
 from .connection import DEFAULT_URL, ConnectionSettings, async_client, redis_url
 
 Handler = Callable[..., Any]
@@ -114,8 +114,9 @@ class QueueCore(Emitter):
 
     @staticmethod
     def _ids(members: Sequence[str], order: str) -> list[int]:
-        """Kue sorts a rank range by id, and `desc` reverses it."""
-        ids = sorted(id_from_zid(m) for m in members)
+        """Kue sorts a rank range by id, and `desc` reverses it; a member that is not a job's
+        (hand-written, corrupt) is skipped rather than failing the whole listing."""
+        ids = sorted(i for i in map(codec.id_of_member, members) if i is not None)
         return ids[::-1] if order == "desc" else ids
 
     def _runner(self, job_cls: Any, job_type: str, concurrency: int | Handler,
@@ -130,9 +131,9 @@ class QueueCore(Emitter):
         ctx = WorkerContext(job_type)
         call = invoker(fn, executor, ctx)
 
-        async def run(job_id: int, token: str, fields: dict[str, str]) -> Any:
+        async def run(job_id: int, token: str, fields: dict[str, str], lease: JobLease) -> Any:
             job = job_cls(self, fields.get("type") or job_type, job_id=job_id, fields=fields)
-            job.token = token
+            job.token, job.lease = token, lease
             return await call(job)
 
         return n, run, ctx
@@ -184,8 +185,10 @@ def invoker(handler: Handler, executor: Executor | None, ctx: Any = None) -> Cal
     or (job, ctx, done) or not), decided once rather than per job."""
     is_coro = inspect.iscoroutinefunction(handler)
     lead: tuple[Any, ...] = (ctx,) if positional_count(handler) >= 3 else ()
+    kue = kue_style(handler)
+    handler = guarded(handler, is_coro)
 
-    if kue_style(handler):
+    if kue:
 
         async def with_done(job: BaseJob) -> Any:
             job.data = data_of(job.fields)

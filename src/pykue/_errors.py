@@ -4,7 +4,8 @@ PykueError
 ├── InvalidJobError        bad job options or data, refused before anything is written
 ├── JobNotFoundError       no job hash under that id
 ├── JobStateError          the job is not in a state that allows the operation
-├── ServerError            the embedded Redis server could not start
+├── ServerError            the Redis server could not start, or refused the work
+│   └── RedisOutOfMemoryError  Redis is full (maxmemory) and refused a write
 ├── ShutdownError          the queue is shutting down / was shut down
 ├── LoopThreadError        a sync call made from the sync queue's own event-loop thread
 ├── NoQueueError           Job.get without a queue before any queue was created
@@ -13,6 +14,8 @@ PykueError
 """
 
 from __future__ import annotations
+
+from redis.exceptions import OutOfMemoryError
 
 
 class PykueError(Exception):
@@ -40,7 +43,15 @@ class JobStateError(PykueError, ValueError):
 
 
 class ServerError(PykueError, RuntimeError):
-    """The embedded Redis server could not be started."""
+    """The embedded Redis server could not be started, or Redis refused the work."""
+
+
+class RedisOutOfMemoryError(ServerError, OutOfMemoryError):
+    """Redis reached `maxmemory` (policy noeviction) and refused to store the change.
+
+    Also a redis-py `OutOfMemoryError` (so a `RedisError`), which code that retries Redis
+    errors already handles. Free memory, raise maxmemory, or drain queues, then retry.
+    """
 
 
 class ShutdownError(PykueError, RuntimeError):

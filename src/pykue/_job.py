@@ -13,6 +13,7 @@ from ._retention import KEEP_FIELDS, check_retention
 
 if TYPE_CHECKING:
     from ._core import QueueCore
+    from ._worker import JobLease
 
 
 class BaseJob(Emitter):
@@ -27,11 +28,17 @@ class BaseJob(Emitter):
         self.opts = codec.JobOptions()
         self.fields: dict[str, str] = dict(fields or {})
         self.token: str | None = None  # owner token while a worker of ours runs it
+        self.lease: JobLease | None = None  # while a worker of ours runs it
         if fields:
             self._opts_from_fields()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id} {self.type!r} {self.state}>"
+
+    @property
+    def revoked(self) -> bool:
+        """True once the running worker learned the job is no longer its own (see JobLease)."""
+        return self.lease is not None and self.lease.revoked.is_set()
 
     # -- Kue's fluent setters -------------------------------------------------
     def priority(self, level: int | str) -> Self:

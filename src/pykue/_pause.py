@@ -87,7 +87,7 @@ class WorkerContext:
 
     @staticmethod
     async def _drain(engine: WorkerEngine, timeout: float, fn: Callable[[Any], Any] | None) -> None:
-        running = list(engine._tasks.values())
+        running = engine.running_tasks()
         if running:
             await asyncio.wait(running, timeout=timeout)
         late = [t for t in running if not t.done()]

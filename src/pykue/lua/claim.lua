@@ -1,9 +1,11 @@
 -- Claim up to `count` inactive jobs of one type for a worker, atomically: the job leaves
 -- inactive, becomes active with an owner token and a lease, and its wake-up token is used.
--- Stray index entries are dropped. A bad record (a byte that is not UTF-8 in any field, no
--- type, an unknown state, a corrupt number, a key that is not a hash, an id that is not a
--- number) is set aside, never returned: failed with an error naming the field and reason
--- when it has a hash to carry that, else only unindexed; the batch goes on either way.
+-- Stray index entries are dropped. A bad record (no type or one that is not UTF-8, an unknown
+-- state, a corrupt number, a key that is not a hash, an id that is not a number) is set
+-- aside, never returned: failed with an error naming the field and reason when it has a
+-- hash to carry that, else only unindexed; the batch goes on either way. Other bytes that
+-- are not UTF-8 are the worker's to find: this reply is read undecoded (see _scripts.py
+-- UNDECODED) and the worker sets such a record aside with set_aside.lua.
 -- The queue's own keys are type-checked first, so nothing below can raise after a write.
 -- ARGV: prefix, now, type, count, lease_ms, token_base ("<worker>:<claim>"), worker_id,
 --       tokens_already_taken
@@ -34,7 +36,7 @@ end
 -- Failed for good with the reason, in the failed sets of its own (checked) type only.
 local function set_aside(id, z, f, reason)
   local msg = 'pykue: ' .. reason .. '; set aside'
-  local pri = int_of(f.priority) or 0
+  local pri = num_of(f.priority) or 0
   redis.call('ZREM', k('jobs:inactive'), z)
   redis.call('HSET', jobkey(id), 'state', 'failed', 'error', msg, 'failed_at', now, 'updated_at', now)
   redis.call('ZADD', k('jobs:failed'), pri, z)
@@ -63,7 +65,7 @@ while claimed < count do
   else
     local f = {}
     for i = 1, #all, 2 do f[all[i]] = all[i + 1] end
-    local problem = record_problem(f, all)
+    local problem = record_problem(f)
     -- A stale entry (the job is in another state, or of another type) is only dropped.
     local ours = (f.state == 'inactive' or not STATES[f.state or ''])
       and (f.type == jtype or (f.type or '') == '' or not utf8_ok(f.type))
@@ -71,7 +73,7 @@ while claimed < count do
       set_aside(id, z, f, problem)
     elseif not problem and f.state == 'inactive' and f.type == jtype then
       claimed = claimed + 1
-      local pri = int_of(f.priority) or 0
+      local pri = num_of(f.priority) or 0
       redis.call('ZREM', k('jobs:inactive'), z)
       redis.call('HSET', jobkey(id), 'state', 'active', 'started_at', now, 'updated_at', now, 'workerId', wid)
       redis.call('ZADD', k('jobs:active'), active_score(pri, f.ttl, now), z)

@@ -35,7 +35,7 @@ for j = 0, n - 1 do
       redis.call('HSET', key, 'duration', dur, 'progress', 100, 'updated_at', now, 'state', 'complete',
                  'attempts', attempts)
     end
-    set_state(id, jtype, f[4], 'complete', int_of(f[2]) or 0, nil, true)
+    set_state(id, jtype, f[4], 'complete', num_of(f[2]) or 0, nil, true)
     work = work + tonumber(dur)
     if result == '' then result = 'null' end
     publish(id, 'complete', ',' .. result .. ',null')
