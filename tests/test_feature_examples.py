@@ -15,6 +15,13 @@ EXPECTED = {
         "charged: {'order': 42, 'tries': 3}",
         "delay before the last retry: 150 ms",
     ],
+    "many_types_and_logging.py": [
+        "workers: email x2, resize x4",
+        "1 email complete 1",
+        "2 resize complete 1",
+        "3 resize failed 2 bmp is not supported",
+        "3 resize retry 1 bmp is not supported",
+    ],
     "async_worker.py": [f"{i + 1} img{i}.png -> 128px ['resizing img{i}.png']" for i in range(3)],
     "wait_for_result.py": [
         "result: {'width': 512}",

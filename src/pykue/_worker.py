@@ -26,6 +26,7 @@ from typing import Any
 from redis.exceptions import RedisError, ResponseError
 
 from . import _codec as codec
+from . import _joblog
 from ._events import checked, decode, raw_client
 from ._keys import PROMOTION_LOCK, TTL_LOCK, Keys
 from ._scripts import AsyncScripts
@@ -328,9 +329,11 @@ class WorkerEngine:
             args: list[Any] = [self.keys.prefix, codec.now_ms(), len(batch)]
             for h, dur, rjson in batch:
                 args += (h.job_id, h.token, dur, rjson)
-            await self._outcome("complete", args)
-            for h, *_ in batch:
+            done = await self._outcome("complete", args)
+            for (h, dur, _), ok in zip(batch, done, strict=False):
                 self._forget(h)
+                if ok:
+                    _joblog.outcome(h.job_id, self.type, "complete", dur, int(h.fields.get("attempts") or 0) + 1)
 
     async def _fail(self, h: Held, error: BaseException | str, mode: str = "") -> None:
         if isinstance(error, BaseException):
@@ -341,11 +344,15 @@ class WorkerEngine:
         delay, warning = codec.backoff_delay(h.fields.get("backoff"), attempts, int(h.fields.get("delay") or 0))
         if warning:
             log.warning("pykue: job %s: %s", h.job_id, warning)
-        args = [self.keys.prefix, codec.now_ms(), h.job_id, h.token, err, line, msg, delay, mode]
+        now = codec.now_ms()
+        args = [self.keys.prefix, now, h.job_id, h.token, err, line, msg, delay, mode]
         try:
-            await self._outcome("fail", args)
+            made = await self._outcome("fail", args)
         finally:
             self._forget(h)
+        if made is not None:
+            dur = now - int(h.fields.get("started_at") or now)
+            _joblog.outcome(h.job_id, self.type, "failed" if int(made) < 0 else "retry", dur, attempts, msg)
 
     async def ttl_exceeded(self, job_id: int) -> None:
         """A TTL checker (Node Kue's, usually) says a job we hold ran out of time: fail it
