@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 
 from . import _codec as codec
 from ._events import checked, decode, raw_client
+from ._features import split_limit
 from ._job import parse_fields
 from ._keys import PROMOTION_LOCK, TTL_LOCK, Keys
 from ._scripts import AsyncScripts
@@ -135,12 +136,18 @@ class WorkerEngine:
             args = [self.keys.prefix, now, self.type, min(free, self.settings.batch),
                     self.settings.lease_ms, f"{self._base}:{self._seq}", self.worker_id, taken]  # fmt: skip
             try:
-                out = await self._script("claim", args)
+                out, limited = split_limit(await self._script("claim", args))
             except (RedisError, OSError):
                 break
-            taken = 0
+            if out or limited is None:
+                taken = 0  # else the wake-up token we hold is still owed to the next claim
             if out:
                 self._start_jobs(out, now)
+            if limited is not None:  # the type's rate limit window is used up (issue 12)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), limited)
+                continue
+            if out:
                 continue
             got = None
             try:
