@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Self, cast
 
 import redis.asyncio
+from redis.exceptions import ResponseError
 
 from . import _codec as codec
 from . import _features as features
@@ -144,11 +145,16 @@ class AsyncQueueBase(QueueCore):
             self._expect()
         ids: list[Any] = []
         try:
-            ids, held = features.saved_ids(await self.scripts.call("enqueue", self.keys.jobs, args))
+            try:
+                raw = await self.scripts.call("enqueue", self.keys.jobs, args)
+            except ResponseError as exc:
+                raise features.enqueue_error(exc) from None
+            ids, held = features.saved_ids(raw)
             self._after_save(jobs, ids, fields)
-            for job in (job for job, dup in zip(jobs, held, strict=True) if dup):
-                job.deduplicated = True  # the unfinished job holding its unique key
-                await job.refresh()
+            for job, dup in zip(jobs, held, strict=True):
+                job.deduplicated = dup  # then it is the unfinished job holding its unique key
+                if dup or job._after:  # a dependent's state is decided by enqueue.lua
+                    await job.refresh()
         finally:
             if listening:
                 self._settle([(job.id, job) for job in jobs if job.id is not None and job.has_listeners()])

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Self, cast
 
 import redis
+from redis.exceptions import ResponseError
 
 from . import _codec as codec
 from . import _features as features
@@ -141,11 +142,16 @@ class QueueBase(QueueCore):
             self._expect()
         ids: list[Any] = []
         try:
-            ids, held = features.saved_ids(self.scripts.call("enqueue", self.keys.jobs, args))
+            try:
+                raw = self.scripts.call("enqueue", self.keys.jobs, args)
+            except ResponseError as exc:
+                raise features.enqueue_error(exc) from None
+            ids, held = features.saved_ids(raw)
             self._after_save(jobs, ids, fields)
-            for job in (job for job, dup in zip(jobs, held, strict=True) if dup):
-                job.deduplicated = True  # the unfinished job holding its unique key
-                job.refresh()
+            for job, dup in zip(jobs, held, strict=True):
+                job.deduplicated = dup  # then it is the unfinished job holding its unique key
+                if dup or job._after:  # a dependent's state is decided by enqueue.lua
+                    job.refresh()
         finally:
             if listening:
                 self._settle([(job.id, job) for job in jobs if job.id is not None and job.has_listeners()])

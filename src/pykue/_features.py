@@ -101,3 +101,11 @@ def saved_ids(raw: Sequence[Any]) -> tuple[list[int], list[bool]]:
     """enqueue.lua's reply as ids, and which are an existing job holding the unique key."""
     texts = [_text(x) for x in raw]
     return [int(t.lstrip("-")) for t in texts], [t.startswith("-") for t in texts]
+
+
+def enqueue_error(exc: Exception) -> Exception:
+    """enqueue.lua's refusal of a dependency that does not exist, as a named error."""
+    text = str(exc)
+    if "pykue: dependency job" in text:
+        return InvalidJobError("after(): " + text.split("pykue: ", 1)[1])
+    return exc

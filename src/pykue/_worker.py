@@ -143,9 +143,10 @@ class WorkerEngine:
                 taken = 0  # else the wake-up token we hold is still owed to the next claim
             if out:
                 self._start_jobs(out, now)
-            if limited is not None:  # the type's rate limit window is used up (issue 12)
+            if limited is not None:  # the type's rate limit window is used up (issue 12): wait for
+                # it to reopen, looking again at least every block_timeout (a limit may be lifted)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), limited)
+                    await asyncio.wait_for(self._stop.wait(), min(limited, self.settings.block_timeout))
                 continue
             if out:
                 continue

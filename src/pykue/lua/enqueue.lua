@@ -43,7 +43,8 @@ for j = 1, n do
     end
     for p in string.gmatch(x.pykue_after, '[^,]+') do
       if not string.find(p, '^%d+$') or redis.call('EXISTS', jobkey(p)) == 0 then
-        return redis.error_reply('pykue: dependency job ' .. shown(p) .. ' of job ' .. j .. ' does not exist; nothing was written')
+        return redis.error_reply('pykue: dependency job ' .. shown(p) .. ' does not exist (job ' .. j
+          .. ' of the batch waits for it); nothing was written')
       end
       x.parents[#x.parents + 1] = p
       checks[#checks + 1] = { jobkey(p), 'hash' }
