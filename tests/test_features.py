@@ -57,21 +57,20 @@ def evalsha_calls(r: redis.Redis) -> int:
 def test_limit_is_global_across_two_worker_processes_and_nothing_fails(
     url: str, prefix: str, r: redis.Redis, queue: pykue.Queue
 ) -> None:
-    queue.limit("mail", max=3, per_ms=400)
-    queue.save_many(queue.create("mail", {"i": i}) for i in range(12))
-    t0 = time.monotonic()
-    with workers(url, prefix, "mail", n=2, concurrency=4):
-        wait_for(lambda: queue.complete_count("mail") == 12, timeout=20, what="12 mails sent")
-    elapsed = time.monotonic() - t0
+    queue.limit("mail", max=3, per_ms=1000)
+    queue.save_many(queue.create("mail", {"i": i, "sleep": 0.3}) for i in range(9))
+    # Two slots per process: a window's 3 jobs cannot all go to one process (its slots are busy).
+    with workers(url, prefix, "mail", n=2, concurrency=2):
+        wait_for(lambda: queue.complete_count("mail") == 9, timeout=20, what="9 mails sent")
     runs = starts(r, prefix)
-    assert sorted(i for i, _, _ in runs) == list(range(1, 13))  # each once, none failed
+    assert sorted(i for i, _, _ in runs) == list(range(1, 10))  # each once, none failed
     assert queue.failed_count() == 0
     assert len({pid for _, _, pid in runs}) == 2  # both processes took part
-    # Fixed windows: any 2*max+1 consecutive starts span three windows, so more than one window length.
+    # Fixed windows: any 2*max+1 consecutive starts span three windows, so more than one window
+    # (less the latency between a claim and its handler's timestamp).
     times = [t for _, t, _ in runs]
-    assert all(times[i + 6] - times[i] >= 400 for i in range(len(times) - 6)), times
-    assert times[-1] - times[0] >= 3 * 400 - 50  # 4 windows of 3; without the limit, all 8 slots start at once
-    assert elapsed < 15
+    assert all(times[i + 6] - times[i] > 1000 - 100 for i in range(len(times) - 6)), times
+    assert times[-1] - times[0] >= 2 * 1000 - 100  # 3 windows of 3; unlimited, all 4 slots start at once
 
 
 def test_limited_worker_waits_for_the_window_instead_of_spinning(
@@ -90,6 +89,7 @@ def test_limited_worker_waits_for_the_window_instead_of_spinning(
     assert first <= begin and end < first + 4000  # the interval lay inside the first window
     # Maintenance (promote, reap, renew) of two processes makes some tens of calls a second;
     # a claim loop that did not wait for the window would make thousands.
+    print("evalsha calls in the 1 s interval:", during)
     assert during < 300, during
     assert queue.inactive_count("slow") == 0 and queue.failed_count() == 0
 
