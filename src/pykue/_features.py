@@ -13,8 +13,6 @@ from ._errors import InvalidJobError
 
 LIMIT_MARK = "#limit"  # claim.lua's last triple when the rate limit window is used up
 ON_FAILURE = ("fail", "run")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
 def _positive_int(value: Any, what: str) -> int:
@@ -40,15 +38,6 @@ def parse_limits(raw: Mapping[Any, Any]) -> dict[str, tuple[int, int]]:
         if m:
             out[k] = (int(m[1]), int(m[2]))
     return out
-
-
-def duration_ms(text: str) -> int:
-    """ "1s", "500ms", "2m", "1h", "1d" (a bare number is ms) as milliseconds."""
-    m = _DURATION.match(text)
-    if not m:
-        raise InvalidJobError(f"a duration is a number with ms, s, m, h or d (1s, 500ms); got {text!r}")
-    ms = int(float(m[1]) * _UNIT_MS[m[2] or "ms"])
-    return _positive_int(ms, "the duration in ms")
 
 
 def split_limit(out: Sequence[Any]) -> tuple[list[Any], float | None]:
