@@ -4,13 +4,18 @@ PykueError
 ├── InvalidJobError        bad job options or data, refused before anything is written
 ├── JobNotFoundError       no job hash under that id
 ├── JobStateError          the job is not in a state that allows the operation
-├── ServerError            the embedded Redis server could not start
+├── ServerError            the Redis server could not start, or refused the work
+│   └── RedisOutOfMemoryError  Redis is full (maxmemory) and refused a write
 ├── ShutdownError          the queue is shutting down / was shut down
 ├── LoopThreadError        a sync call made from the sync queue's own event-loop thread
-└── NoQueueError           Job.get without a queue before any queue was created
+├── NoQueueError           Job.get without a queue before any queue was created
+├── JobFailedError         job.wait(): the job failed for good (carries its error text)
+└── WaitTimeoutError       job.wait(): no outcome within the timeout (also a TimeoutError)
 """
 
 from __future__ import annotations
+
+from redis.exceptions import OutOfMemoryError
 
 
 class PykueError(Exception):
@@ -38,7 +43,15 @@ class JobStateError(PykueError, ValueError):
 
 
 class ServerError(PykueError, RuntimeError):
-    """The embedded Redis server could not be started."""
+    """The embedded Redis server could not be started, or Redis refused the work."""
+
+
+class RedisOutOfMemoryError(ServerError, OutOfMemoryError):
+    """Redis reached `maxmemory` (policy noeviction) and refused to store the change.
+
+    Also a redis-py `OutOfMemoryError` (so a `RedisError`), which code that retries Redis
+    errors already handles. Free memory, raise maxmemory, or drain queues, then retry.
+    """
 
 
 class ShutdownError(PykueError, RuntimeError):
@@ -52,3 +65,16 @@ class LoopThreadError(PykueError, RuntimeError):
 
 class NoQueueError(PykueError, LookupError):
     """No queue of that kind has been created yet."""
+
+
+class JobFailedError(PykueError):
+    """The job a caller waited for failed for good; `error` is the text it failed with."""
+
+    def __init__(self, job_id: int | str, error: str) -> None:
+        super().__init__(f"job {job_id} failed: {error}")
+        self.job_id = job_id
+        self.error = error
+
+
+class WaitTimeoutError(PykueError, TimeoutError):
+    """job.wait() saw no outcome in time; the job itself is untouched and may still finish."""

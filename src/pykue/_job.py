@@ -10,9 +10,11 @@ from . import _codec as codec
 from . import _features as features
 from ._errors import InvalidJobError
 from ._events import Emitter
+from ._retention import KEEP_FIELDS, check_retention
 
 if TYPE_CHECKING:
     from ._core import QueueCore
+    from ._worker import JobLease
 
 
 class BaseJob(Emitter):
@@ -31,11 +33,17 @@ class BaseJob(Emitter):
         self._after: list[int] = []
         self._on_failure = "fail"
         self.deduplicated = False  # save() found an unfinished job holding the unique key: this is it
+        self.lease: JobLease | None = None  # while a worker of ours runs it
         if fields:
             self._opts_from_fields()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id} {self.type!r} {self.state}>"
+
+    @property
+    def revoked(self) -> bool:
+        """True once the running worker learned the job is no longer its own (see JobLease)."""
+        return self.lease is not None and self.lease.revoked.is_set()
 
     # -- Kue's fluent setters -------------------------------------------------
     def priority(self, level: int | str) -> Self:
@@ -58,8 +66,12 @@ class BaseJob(Emitter):
         self.opts.ttl = codec.check_ttl(ms)
         return self
 
-    def remove_on_complete(self, flag: bool = True) -> Self:
-        self.opts.remove_on_complete = bool(flag)
+    def remove_on_complete(self, flag: bool | int | Mapping[str, int] = True) -> Self:
+        """True: Kue's removeOnComplete (gone at once). A count, or {"age": ms, "count": n}:
+        keep at most that many / that recent completed jobs of the type (see _retention.py)."""
+        now, policy = check_retention(flag, "remove_on_complete")
+        self.opts.remove_on_complete = now
+        self._keep("complete", policy)
         return self
 
     def unique(self, key: str) -> Self:
@@ -77,6 +89,19 @@ class BaseJob(Emitter):
     @property
     def unique_key(self) -> str | None:
         return self._unique or self.fields.get("pykue_unique")
+
+    def remove_on_fail(self, flag: bool | int | Mapping[str, int] = True) -> Self:
+        """As remove_on_complete, for jobs that fail for good (True: removed at once)."""
+        now, policy = check_retention(flag, "remove_on_fail")
+        self._keep("failed", ",0" if now else policy)
+        return self
+
+    def _keep(self, state: str, policy: str | None) -> None:
+        keep = dict(self.opts.keep or {})
+        keep.pop(state, None)
+        if policy is not None:
+            keep[state] = policy
+        self.opts.keep = keep or None
 
     def apply(self, **options: Any) -> Self:
         """Set options by keyword (priority=, attempts=, ...); unknown names are an error."""
@@ -97,6 +122,7 @@ class BaseJob(Emitter):
         o.delay = codec.int_field(f, "delay")
         o.ttl = codec.int_field(f, "ttl") or None
         o.remove_on_complete = f.get("removeOnComplete") == "true"
+        o.keep = {s: f[name] for s, name in KEEP_FIELDS.items() if f.get(name)} or None
 
     @property
     def state(self) -> str | None:
@@ -163,6 +189,7 @@ _OPTION_SETTERS: dict[str, Callable[[BaseJob, Any], Any]] = {
     "ttl": BaseJob.ttl,
     "remove_on_complete": BaseJob.remove_on_complete,
     "unique": BaseJob.unique,
+    "remove_on_fail": BaseJob.remove_on_fail,
 }
 
 

@@ -12,21 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
+import math
 import os
 import socket
+import threading
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from . import _codec as codec
 from ._events import checked, decode, raw_client
 from ._features import split_limit
-from ._job import parse_fields
 from ._keys import PROMOTION_LOCK, TTL_LOCK, Keys
 from ._scripts import AsyncScripts
 from ._watchdog import AckLog, WatchdogPass, expire_unowned, watchdog_pass
@@ -46,6 +47,7 @@ class Settings:
     ttl_interval: float = 1.0
     reap_interval: float = 1.0
     repair_interval: float = 5.0
+    repeat_interval: float = 0.5  # how often this process looks for due repeatable jobs (feata)
     shutdown_timeout: float = 5.0
     # The fleet watchdog (see _watchdog.py). stuck_after_ms > 0 opts in to returning unowned
     # active jobs not updated for that long (a dead Node worker's); job hashes in no set of their
@@ -63,7 +65,8 @@ class Settings:
             raise ValueError("stuck_after_ms, orphan_after_ms, ttl_grace_ms >= 0 and watchdog_batch >= 1 are required")
 
 
-RunFn = Callable[[int, str, dict[str, str]], Awaitable[Any]]
+PAUSED = b"paused"  # claim.lua's reply for a type paused with queue.pause() (claim replies stay undecoded)
+RunFn = Callable[[int, str, dict[str, str], "JobLease"], Awaitable[Any]]
 
 
 def js_truthy(value: Any) -> bool:
@@ -79,18 +82,82 @@ def worker_id(job_type: str, n: int) -> str:
     return f"kue:{socket.gethostname()}:{os.getpid()}:{job_type}:{n}"
 
 
-async def _retrying(what: str, fn: Callable[[], Awaitable[Any]], stop: asyncio.Event) -> Any:
-    """Run a Redis call until it succeeds: a dropped connection or restart is waited out."""
-    delay = 0.05
-    while True:
-        try:
-            return await fn()
-        except (RedisError, OSError) as exc:
-            if stop.is_set() and what != "complete" and what != "fail":
-                raise
-            log.warning("pykue: %s failed (%s); retrying in %.2fs", what, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(2.0, delay * 2)
+class LeaseLostError(Exception):
+    """Internal: a handler was not started because its job is no longer ours."""
+
+
+class JobLease:
+    """A running job's claim as the handler sees it (`job.lease`).
+
+    `revoked` is set when the worker learns the job is no longer its own (reaped after a
+    pause, removed, re-queued by an operator, failed by a TTL checker): a sync handler can
+    poll `revoked.is_set()` (or wait on it) and stop early; an asyncio handler is cancelled.
+    """
+
+    def __init__(self, engine: WorkerEngine, job_id: int, token: str) -> None:
+        self.engine, self.job_id, self.token = engine, job_id, token
+        self.revoked = threading.Event()
+        self.threaded = False  # the handler runs in a pool thread (it cannot be cancelled)
+        self.started: float | None = None  # monotonic time the handler was let start
+
+    def enter(self) -> None:
+        """In the pool thread, right before a sync handler: make sure the job is still ours."""
+        self.threaded = True
+        if self.revoked.is_set() or not self.engine.lease_fresh():
+            loop = self.engine.loop
+            if not asyncio.run_coroutine_threadsafe(self.engine.confirm(self), loop).result():
+                raise LeaseLostError(self.job_id)
+        self.started = time.monotonic()
+
+    async def aenter(self) -> None:
+        if (self.revoked.is_set() or not self.engine.lease_fresh()) and not await self.engine.confirm(self):
+            raise LeaseLostError(self.job_id)
+        self.started = time.monotonic()
+
+
+def guarded(handler: Callable[..., Any], is_coro: bool) -> Callable[..., Any]:
+    """Wrap a handler so it starts only on a job its worker still owns (checked as late as
+    possible: a worker may have been paused between the claim and this call)."""
+    if is_coro:
+
+        async def acall(job: Any, *rest: Any) -> Any:
+            if job.lease is not None:
+                await job.lease.aenter()
+            return await handler(job, *rest)
+
+        return acall
+
+    def call(job: Any, *rest: Any) -> Any:
+        if job.lease is not None:
+            job.lease.enter()
+        return handler(job, *rest)
+
+    return call
+
+
+@dataclass(eq=False)
+class Held:
+    """One job an engine holds, from its claim until its outcome is written."""
+
+    job_id: int
+    token: str
+    fields: dict[str, str]
+    lease: JobLease
+    task: asyncio.Task[None] | None = None
+
+
+class _Backoff:
+    """Retry pacing with a warning on the first failure and then every 10th (not a log flood)."""
+
+    def __init__(self, what: str) -> None:
+        self.what, self.delay, self.failures = what, 0.05, 0
+
+    async def wait(self, exc: BaseException) -> None:
+        if self.failures % 10 == 0:
+            log.warning("pykue: %s failed (%s); retrying in %.2fs", self.what, exc, self.delay)
+        self.failures += 1
+        await asyncio.sleep(self.delay)
+        self.delay = min(2.0, self.delay * 2)
 
 
 class WorkerEngine:
@@ -103,45 +170,77 @@ class WorkerEngine:
         self.worker_id = worker_id(job_type, n)
         self._base = uuid.uuid4().hex[:12]
         self._seq = 0
-        self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._owned: dict[int, str] = {}  # id -> token, until the outcome is written
-        self._lost: set[int] = set()
-        self._fields: dict[int, dict[str, str]] = {}  # of the running jobs
-        self._pending: list[tuple[int, str, int, str]] = []
+        self._inflight: int | None = None  # the claim whose reply may still be on its way
+        self._lease_at = -1e18  # monotonic time the last successful renewal (or claim) was sent
+        self._held: dict[int, Held] = {}
+        self._running = 0
+        self._pending: list[tuple[Held, int, str]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._slot = asyncio.Event()
         self._slot.set()
+        self._deliverable = asyncio.Event()  # cleared while outcomes cannot be written
+        self._deliverable.set()
         self._stop = asyncio.Event()
         self._idle = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
+        self.paused_locally = False  # Kue's ctx.pause (see _pause.py)
+        self.loop = asyncio.get_running_loop()
 
     def start(self) -> None:
         self._loops = [asyncio.ensure_future(self._fetch_loop()), asyncio.ensure_future(self._renew_loop())]
 
-    async def _script(self, name: str, args: list[Any]) -> Any:
-        """A transition that must happen: retried through dropped connections and restarts."""
-        return await _retrying(name, functools.partial(self.scripts.call, name, self.keys.jobs, args), self._stop)
+    async def _outcome(self, name: str, args: list[Any]) -> Any:
+        """An outcome must be written: retried through dropped connections, restarts and a
+        full Redis; claiming waits meanwhile, so a worker does not run jobs it cannot finish."""
+        pace = _Backoff(name)
+        while True:
+            try:
+                out = await self.scripts.call(name, self.keys.jobs, args)
+            except (RedisError, OSError) as exc:
+                self._deliverable.clear()
+                await pace.wait(exc)
+                continue
+            self._deliverable.set()
+            return out
 
     # -- claiming -------------------------------------------------------------
     async def _fetch_loop(self) -> None:
         taken = 0
+        pace = _Backoff(f"claiming {self.type} jobs")
         while not self._stop.is_set():
             await self._slot.wait()
+            await self._deliverable.wait()
             await asyncio.sleep(0)  # let handlers that are finishing free their slots: bigger batches
             if self._stop.is_set():
                 break
-            free = self.concurrency - len(self._tasks)
+            if self.paused_locally:  # Kue's ctx.pause: take nothing until ctx.resume()
+                await self._nap()
+                continue
+            free = self.concurrency - self._running
             self._seq += 1
-            now = codec.now_ms()
+            self._inflight = self._seq
+            now, sent = codec.now_ms(), time.monotonic()
             args = [self.keys.prefix, now, self.type, min(free, self.settings.batch),
                     self.settings.lease_ms, f"{self._base}:{self._seq}", self.worker_id, taken]  # fmt: skip
             try:
-                out, limited = split_limit(await self._script("claim", args))
-            except (RedisError, OSError):
-                break
+                out = await self.scripts.call("claim", self.keys.jobs, args)
+            except (RedisError, OSError) as exc:
+                # The claim may have run with its reply lost: its jobs are held under our
+                # name but unknown here, and the next renewal hands them back.
+                self._inflight = None
+                if not self._stop.is_set():
+                    await pace.wait(exc)
+                continue
+            self._inflight = None
+            pace = _Backoff(f"claiming {self.type} jobs")
+            if out == PAUSED:  # queue.pause(type): claim.lua took nothing; `taken` stays ours
+                await self._nap()
+                continue
+            out, limited = split_limit(out)
             if out or limited is None:
                 taken = 0  # else the wake-up token we hold is still owed to the next claim
             if out:
+                self._lease_at = max(self._lease_at, sent)  # the claim extended our lease
                 self._start_jobs(out, now)
             if limited is not None:  # the type's rate limit window is used up (issue 12): wait for
                 # it to reopen, looking again at least every block_timeout (a limit may be lifted)
@@ -158,133 +257,205 @@ class WorkerEngine:
                 await asyncio.sleep(0.2)
             taken = 1 if got else 0  # that token was ours: the next claim uses one fewer
 
+    async def _nap(self) -> None:
+        """While paused: look again after block_timeout (or stop at once on shutdown)."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), self.settings.block_timeout)
+
+    def _set_aside(self, job_id: int, token: str, reason: str) -> None:
+        """A claimed record no reader can decode fails for good, in the background. If that
+        call fails too, the job stays held under a token no handler owns, which the lease
+        renewal hands back, and the next claim sets it aside again."""
+        log.error("pykue: %s job %s set aside: %s", self.type, job_id, reason)
+        args = [self.keys.prefix, codec.now_ms(), job_id, token, reason]
+        task = asyncio.ensure_future(self.scripts.call("set_aside", self.keys.jobs, args))
+        _ASIDES.add(task)
+        task.add_done_callback(_ASIDES.discard)
+
     def _start_jobs(self, out: list[Any], now: int) -> None:
         claimed = {"state": "active", "started_at": str(now), "updated_at": str(now), "workerId": self.worker_id}
         for i in range(0, len(out), 3):
             token = out[i + 1].decode() if isinstance(out[i + 1], bytes) else str(out[i + 1])
             if not token:  # a bad record claim.lua set aside
-                log.error("pykue: %s job %s: %s", self.type, out[i], out[i + 2])
+                log.error("pykue: %s job %s: %s", self.type, codec.text(out[i]), codec.text(out[i + 2]))
                 continue
             job_id = int(out[i])
-            fields = parse_fields(out[i + 2])
+            fields, problem = codec.claimed_record(out[i + 2])
+            if problem:
+                self._set_aside(job_id, token, problem)
+                continue
             fields.update(claimed)
-            self._owned[job_id] = token
-            self._fields[job_id] = fields
-            self._tasks[job_id] = asyncio.ensure_future(self._run_one(job_id, token, fields))
-        if len(self._tasks) >= self.concurrency:
+            held = Held(job_id, token, fields, JobLease(self, job_id, token))
+            old = self._held.get(job_id)
+            if old is not None:  # taken from us and claimed again: the old run is not ours
+                self._revoke(old)
+            self._held[job_id] = held
+            self._running += 1
+            held.task = asyncio.ensure_future(self._run_one(held))
+        if self._running >= self.concurrency:
             self._slot.clear()
 
-    async def _run_one(self, job_id: int, token: str, fields: dict[str, str]) -> None:
+    async def _run_one(self, h: Held) -> None:
         started = codec.now_ms()
         try:
-            result = await self._run(job_id, token, fields)
+            result = await self._run(h.job_id, h.token, h.fields, h.lease)
             rjson = codec.js_dumps(result, "job result") if js_truthy(result) else ""  # may be refused
+        except LeaseLostError:
+            self._forget(h)  # not ours (or shutting down before it started): the renewal hands it back
         except asyncio.CancelledError:
-            if job_id not in self._lost:
-                await self._fail(job_id, token, fields, "Shutdown")
+            if not h.lease.revoked.is_set():
+                await self._fail(h, "Shutdown")
         except Exception as exc:
-            await self._fail(job_id, token, fields, exc)
+            if not h.lease.revoked.is_set():
+                await self._fail(h, exc)
         else:
-            self._pending.append((job_id, token, codec.now_ms() - started, rjson))
-            if self._flusher is None or self._flusher.done():
-                self._flusher = asyncio.ensure_future(self._flush())
+            if h.lease.revoked.is_set():
+                self._forget(h)
+            else:
+                self._pending.append((h, codec.now_ms() - started, rjson))
+                if self._flusher is None or self._flusher.done():
+                    self._flusher = asyncio.ensure_future(self._flush())
         finally:
-            self._tasks.pop(job_id, None)
-            self._fields.pop(job_id, None)
-            self._lost.discard(job_id)
+            h.task = None
+            self._running -= 1
             self._slot.set()
-            if not self._tasks:
+            if not self._running:
                 self._idle.set()
+
+    def running_tasks(self) -> list[asyncio.Task[None]]:
+        """The handlers running now (Kue's ctx.pause waits for them)."""
+        return [h.task for h in self._held.values() if h.task is not None]
+
+    def _forget(self, h: Held) -> None:
+        if self._held.get(h.job_id) is h:
+            del self._held[h.job_id]
 
     # -- outcomes ---------------------------------------------------------------
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending[:500], self._pending[500:]
             args: list[Any] = [self.keys.prefix, codec.now_ms(), len(batch)]
-            for job_id, token, dur, rjson in batch:
-                args += (job_id, token, dur, rjson)
-            await self._script("complete", args)
-            for job_id, *_ in batch:
-                self._owned.pop(job_id, None)
+            for h, dur, rjson in batch:
+                args += (h.job_id, h.token, dur, rjson)
+            await self._outcome("complete", args)
+            for h, *_ in batch:
+                self._forget(h)
 
-    async def _fail(self, job_id: int, token: str, fields: dict[str, str], error: BaseException | str,
-                    mode: str = "") -> None:  # fmt: skip
+    async def _fail(self, h: Held, error: BaseException | str, mode: str = "") -> None:
         if isinstance(error, BaseException):
             err, line, msg = codec.error_text(error)
         else:
             err = line = msg = str(error)
-        attempts = int(fields.get("attempts") or 0) + 1
-        delay, warning = codec.backoff_delay(fields.get("backoff"), attempts, int(fields.get("delay") or 0))
+        attempts = int(h.fields.get("attempts") or 0) + 1
+        delay, warning = codec.backoff_delay(h.fields.get("backoff"), attempts, int(h.fields.get("delay") or 0))
         if warning:
-            log.warning("pykue: job %s: %s", job_id, warning)
-        args = [self.keys.prefix, codec.now_ms(), job_id, token, err, line, msg, delay, mode]
+            log.warning("pykue: job %s: %s", h.job_id, warning)
+        args = [self.keys.prefix, codec.now_ms(), h.job_id, h.token, err, line, msg, delay, mode]
         try:
-            await self._script("fail", args)
+            await self._outcome("fail", args)
         finally:
-            self._owned.pop(job_id, None)
+            self._forget(h)
 
     async def ttl_exceeded(self, job_id: int) -> None:
         """A TTL checker (Node Kue's, usually) says a job we hold ran out of time: fail it
         ourselves and acknowledge, so Kue does not fail it behind our back."""
-        token = self._owned.get(job_id)
-        task = self._tasks.get(job_id)
-        if token is None or task is None:
+        h = self._held.get(job_id)
+        if h is None or h.task is None:
             return
-        self._lost.add(job_id)
-        task.cancel()
-        await self._fail(job_id, token, self._fields.get(job_id, {}), "TTL exceeded", mode="ack")
+        self._revoke(h)
+        await self._fail(h, "TTL exceeded", mode="ack")
+
+    def holds(self, job_id: int) -> bool:
+        return job_id in self._held
+
+    def _revoke(self, h: Held) -> None:
+        h.lease.revoked.set()
+        if h.task is not None and not h.lease.threaded:
+            h.task.cancel()
 
     # -- leases -------------------------------------------------------------------
-    async def _renew_loop(self) -> None:
-        interval = self.settings.lease_ms / 3000
-        await self.renew()
-        while not self._stop.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), interval)
-            await self.renew()
+    def lease_fresh(self) -> bool:
+        """Is our lease surely still valid? Its last renewal (or claim) was sent less than
+        lease - margin ago, on a monotonic clock (a paused process sees the gap)."""
+        margin = self.settings.lease_ms / 3000
+        return time.monotonic() - self._lease_at < self.settings.lease_ms / 1000 - margin
 
-    async def renew(self) -> None:
-        """Heartbeat (a live worker keeps its lease even when idle) and check what it holds."""
-        args: list[Any] = [self.keys.prefix, codec.now_ms(), self.settings.lease_ms, self._base]
-        for job_id, token in list(self._owned.items()):
+    async def confirm(self, lease: JobLease) -> bool:
+        """After a gap: renew (which tells us what we lost) before a handler may start."""
+        pace = _Backoff("lease check")
+        while not lease.revoked.is_set() and not self._stop.is_set():
+            try:
+                await self.renew(raising=True)
+            except (RedisError, OSError) as exc:
+                await pace.wait(exc)
+                continue
+            if self.lease_fresh():
+                return not lease.revoked.is_set()
+        return False
+
+    async def _renew_loop(self) -> None:
+        """Every lease/3; after a failure sooner (backing off), so a short outage costs no lease."""
+        interval, retry = self.settings.lease_ms / 3000, 0.05
+        ok = await self.renew()
+        while not self._stop.is_set():
+            wait, retry = (interval, 0.05) if ok else (retry, min(interval, retry * 2))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), wait)
+            ok = await self.renew()
+
+    async def renew(self, raising: bool = False, mode: str = "renew") -> bool:
+        """Heartbeat (a live worker keeps its lease even when idle), learn which jobs were
+        taken from us, and have Redis hand back what it says we hold but no handler runs."""
+        floor = self._inflight if self._inflight is not None else self._seq + 1
+        args: list[Any] = [self.keys.prefix, codec.now_ms(), self.settings.lease_ms, self._base, floor, mode]
+        sent_tokens = {job_id: h.token for job_id, h in self._held.items()}
+        for job_id, token in sent_tokens.items():
             args += (job_id, token)
+        sent = time.monotonic()
         try:
-            lost = await self.scripts.call("renew", self.keys.jobs, args)
+            lost, back = await self.scripts.call("renew", self.keys.jobs, args)
         except (RedisError, OSError) as exc:
+            if raising:
+                raise
             log.warning("pykue: lease renewal failed (%s)", exc)
-            return
+            return False
+        if mode == "renew":
+            self._lease_at = max(self._lease_at, sent)
+        if back:
+            log.warning("pykue: handed back %d %s job(s) held under a lost claim reply", len(back), self.type)
         for raw in lost:
-            job_id = int(raw)
-            self._lost.add(job_id)
-            self._owned.pop(job_id, None)
-            task = self._tasks.get(job_id)
-            if task is not None:
-                log.warning("pykue: job %s was taken back (lease, TTL or removal); cancelling", job_id)
-                task.cancel()
+            h = self._held.get(int(raw))
+            if h is not None and h.token == sent_tokens.get(h.job_id):
+                del self._held[h.job_id]
+                if h.task is not None:
+                    log.warning("pykue: job %s was taken back (lease, TTL, removal or re-queue)", h.job_id)
+                self._revoke(h)
+        return True
 
     # -- shutdown -------------------------------------------------------------------
     async def shutdown(self, timeout: float) -> None:
-        """Stop claiming, let running handlers finish for `timeout` s, fail the rest "Shutdown"."""
+        """Stop claiming, let running handlers finish for `timeout` s, fail the rest "Shutdown",
+        then hand back whatever Redis still says we hold and drop the lease."""
         self._stop.set()
         self._slot.set()
         fetch, renew = self._loops or (None, None)
         if fetch is not None:  # a blocked BLPOP returns within block_timeout
             await _stop_task(fetch, self._stop, self.settings.block_timeout + 1)
-        if self._tasks:
+        if self._running:
             self._idle.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), timeout)
-        for task in list(self._tasks.values()):
+        tasks = [h.task for h in self._held.values() if h.task is not None]
+        for task in tasks:
             task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
         if self._flusher is not None:
             await self._flusher
         if renew is not None:
             await _stop_task(renew, self._stop)
-        with contextlib.suppress(RedisError, OSError):  # a clean exit leaves no lease behind
-            await self.client.zrem(self.keys.workers, self._base)
-            await self.client.delete(self.keys.held(self._base))
+        with contextlib.suppress(RedisError, OSError):
+            await self.renew(raising=True, mode="release")
 
 
 async def _stop_task(task: asyncio.Task[None], stop: asyncio.Event, grace: float = 2.0) -> None:
@@ -310,6 +481,7 @@ class Maintenance:
         self.types: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
+        self._healthy_since = -math.inf
 
     def start(self) -> None:
         if self._task is None:
@@ -324,11 +496,12 @@ class Maintenance:
     async def _loop(self) -> None:
         s = self.settings
         loop = asyncio.get_running_loop()
-        due = dict.fromkeys(("promote", "ttl", "reap", "repair", "watchdog"), 0.0)
+        due = dict.fromkeys(("promote", "ttl", "reap", "repair", "watchdog", "repeat"), 0.0)
         every = {"promote": s.promote_interval, "ttl": s.ttl_interval, "reap": s.reap_interval,
-                 "repair": s.repair_interval, "watchdog": s.watchdog_interval}  # fmt: skip
+                 "repair": s.repair_interval, "watchdog": s.watchdog_interval,
+                 "repeat": s.repeat_interval}  # fmt: skip
         jobs = {"promote": self.promote, "ttl": self.check_ttl, "reap": self.reap, "repair": self.repair,
-                "watchdog": self.watchdog}  # fmt: skip
+                "watchdog": self.watchdog, "repeat": self.fire_schedules}  # fmt: skip
         while not self._stop.is_set():
             now = loop.time()
             for name, when in due.items():
@@ -337,9 +510,20 @@ class Maintenance:
                     try:
                         await jobs[name]()
                     except (RedisError, OSError) as exc:
+                        if not isinstance(exc, ResponseError):  # unreachable, not merely refusing
+                            self._healthy_since = loop.time()
                         log.warning("pykue: %s failed (%s)", name, exc)
+                    self._check_gap(loop.time() - now)
+            pause = max(0.01, min(due.values()) - loop.time())
+            before = loop.time()
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), max(0.01, min(due.values()) - loop.time()))
+                await asyncio.wait_for(self._stop.wait(), pause)
+            self._check_gap(loop.time() - before - pause)
+
+    def _check_gap(self, gap: float) -> None:
+        """Redis stalled, or this process was paused: live workers could not renew meanwhile."""
+        if gap > self.settings.lease_ms / 3000:
+            self._healthy_since = asyncio.get_running_loop().time()
 
     async def _locked(self, lock: str, fn: Callable[[], Awaitable[Any]]) -> Any:
         token = uuid.uuid4().hex
@@ -355,8 +539,20 @@ class Maintenance:
         return int(await self._locked(PROMOTION_LOCK, lambda: self.scripts.call("promote", self.keys.jobs, args)) or 0)
 
     async def reap(self) -> list[int]:
+        """Only after a full lease of seeing Redis answer: when Redis was down or stalled (or
+        this process paused), live workers' leases ran out too, and they need a lease period
+        to renew before theirs can be told from a dead worker's."""
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._healthy_since < self.settings.lease_ms / 1000:
+            return []
         args = [self.keys.prefix, codec.now_ms(), self.settings.max_stalled, 1000]
         return [int(x) for x in await self.scripts.call("reap", self.keys.jobs, args)]
+
+    async def fire_schedules(self) -> list[int]:
+        """Repeatable jobs whose tick is due (see _schedule.py); each tick fires once fleet-wide."""
+        from ._schedule import fire_due
+
+        return await fire_due(self.client, self.scripts, self.keys)
 
     async def repair(self) -> int:
         if not self.types:
@@ -394,6 +590,10 @@ class Maintenance:
             args = [self.keys.prefix, now, job_id, "*", msg, msg, msg, ms, "ttl"]
             await self.scripts.call("fail", self.keys.jobs, args)
         await expire_unowned(self.client, self.scripts, self.keys, unowned, self.settings.ttl_grace_ms, self.acks)
+
+
+# Set-aside calls in flight (a reference keeps a task alive until it is done).
+_ASIDES: set[asyncio.Future[Any]] = set()
 
 
 class Subscriber:
@@ -450,12 +650,27 @@ class Subscriber:
                 await self._raw.aclose()
 
 
+async def warn_if_evicting(client: Any) -> str | None:
+    """Warn when Redis may evict queue keys: an evicted job hash or index is a lost job.
+    pykue needs maxmemory-policy noeviction (a full Redis then refuses writes, which pykue
+    reports and retries). Returns the policy (None if CONFIG is not allowed)."""
+    try:
+        policy = (await client.config_get("maxmemory-policy")).get("maxmemory-policy")
+    except (RedisError, OSError):
+        return None
+    if policy and policy.startswith("allkeys-"):
+        log.warning("pykue: Redis maxmemory-policy is %s: a full Redis would evict queue keys and lose jobs; "
+                    "set maxmemory-policy noeviction", policy)  # fmt: skip
+    return str(policy) if policy else None
+
+
 class Runtime:
     """The asyncio side of a queue: its workers, housekeeping and event subscription."""
 
     def __init__(self, client: Any, keys: Keys, settings: Settings) -> None:
         self.client, self.keys, self.settings = client, keys, settings
-        self.scripts = AsyncScripts(client)
+        self.raw_client = raw_client(client)  # for replies that may hold bytes as stored
+        self.scripts = AsyncScripts(client, self.raw_client)
         self.engines: list[WorkerEngine] = []
         self.maintenance = Maintenance(client, self.scripts, keys, settings)
         self.subscriber: Subscriber | None = None
@@ -466,6 +681,7 @@ class Runtime:
         engine = WorkerEngine(self.client, self.scripts, self.keys, job_type, concurrency, run,
                               self.settings, len(self.engines) + 1)  # fmt: skip
         if not self.engines:
+            await warn_if_evicting(self.client)
             await self.subscribe(self._answer_ttl)
             await self.subscribe(self.maintenance.acks.hear)
         self.engines.append(engine)
@@ -481,7 +697,7 @@ class Runtime:
         if decoded is None or decoded[1] != "ttl exceeded":
             return
         for engine in self.engines:
-            if decoded[0] in engine._owned:
+            if engine.holds(decoded[0]):
                 task = asyncio.ensure_future(engine.ttl_exceeded(decoded[0]))
                 self._pending.add(task)
                 task.add_done_callback(self._pending.discard)
@@ -507,4 +723,5 @@ class Runtime:
         if self.subscriber is not None:
             await self.subscriber.stop()
             self.subscriber = None
+        await self.raw_client.aclose()
         await self.client.aclose()

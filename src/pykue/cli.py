@@ -13,6 +13,7 @@ import contextlib
 import functools
 import importlib
 import json
+import os
 import signal
 import socket
 import sys
@@ -25,6 +26,7 @@ import click
 import redis
 
 import pykue
+from pykue import cli_features
 from pykue._core import redis_url as default_redis_url
 from pykue._keys import STATES
 from pykue._watchdog import parse_duration_ms
@@ -195,6 +197,8 @@ class BurstEnd:
 @click.option("--burst-timeout", type=click.FloatRange(min=0), default=None,
               help="With --burst: give up after this many seconds (exit 1) even if jobs are left.")  # fmt: skip
 @click.option("--stuck-after", help="Watchdog: re-queue active jobs no pykue worker owns, idle this long (30s, 5m).")
+@click.option("--processes", "-p", type=click.IntRange(min=1), default=None,
+              help="Supervised worker processes (default: one per core).")  # fmt: skip
 @redis_opt
 @prefix_opt
 @friendly
@@ -205,19 +209,31 @@ def worker(
     burst: bool,
     burst_timeout: float | None,
     stuck_after: str | None,
+    processes: int | None,
     redis_url: str | None,
     prefix: str,
 ) -> None:
     """Process jobs with HANDLER (module:function); graceful on SIGTERM/Ctrl-C."""
     after = parse_duration_ms(stuck_after) if stuck_after else 0
+    _load_handler(handler)  # mistakes are exit 2 here, not a crash loop in the children
+    require_redis(default_redis_url(redis_url))
+    args = (handler, job_type, concurrency, burst, burst_timeout, after, redis_url, prefix)
+    sys.exit(pykue.run_workers(_work, processes, args=args, restart=not burst))
+
+
+def _work(handler: str, job_type: str, concurrency: int, burst: bool, burst_timeout: float | None, after: int,
+          redis_url: str | None, prefix: str) -> None:  # fmt: skip
+    """One worker process (run by the supervisor); a SIGTERM that comes during start-up still stops it gracefully."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     settings = pykue.Settings(stuck_after_ms=after, orphan_after_ms=after) if after else None
     fn = _load_handler(handler)
     queue = pykue.create_queue(redis_url, prefix=prefix, settings=settings)
-    require_redis(queue.url)
     queue.process(job_type, concurrency, fn)
-    click.echo(f"pykue worker: {job_type} x{concurrency} on {queue.url}", err=True)
+    click.echo(f"pykue worker: {job_type} x{concurrency} on {queue.url} (pid {os.getpid()})", err=True)
     until = BurstEnd(queue, [job_type], burst_timeout) if burst else None
-    queue.run_forever(until=until)
+    queue.run_forever(until=lambda: stop.is_set() or (until is not None and until()))
     if until is not None and until.timed_out:
         click.echo(f"pykue worker: --burst-timeout {burst_timeout}s passed with {job_type} jobs left", err=True)
         sys.exit(1)
@@ -569,6 +585,10 @@ def dashboard(read_only: bool, token: str | None, insecure: bool, prefix: str, *
 
     app = _guarded(create_dashboard, opts, prefix=prefix, read_only=read_only, token=token, insecure=insecure)
     serve("dashboard", app, opts, note=" (read-only)" if read_only else "")
+
+
+for _command in cli_features.COMMANDS:  # issue 12's commands (schedules, pause, resume, clean, ...)
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

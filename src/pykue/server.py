@@ -70,7 +70,8 @@ class EmbeddedRedis:
     """`with EmbeddedRedis() as srv: srv.url` — a private redis-server for its lifetime."""
 
     def __init__(self, port: int | None = None, unix_socket: bool = False, persist: bool = False,
-                 data_dir: str | os.PathLike[str] | None = None, dbfilename: str = "dump.rdb") -> None:  # fmt: skip
+                 data_dir: str | os.PathLike[str] | None = None, dbfilename: str = "dump.rdb",
+                 aof: bool = False) -> None:  # fmt: skip
         if port is not None and not 0 < port < 65536:
             raise ServerError(f"port must be between 1 and 65535; got {port}")
         if os.sep in dbfilename or not dbfilename:
@@ -86,6 +87,7 @@ class EmbeddedRedis:
         self._fixed_port = port is not None
         self.port = 0 if unix_socket else (port or free_port())
         self.persist = persist
+        self.aof = aof  # every write fsynced to an append-only file before it is acknowledged
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -104,7 +106,8 @@ class EmbeddedRedis:
             "--dir", self.data_dir,
             "--dbfilename", self.dbfilename,
             "--save", *(["3600", "1"] if self.persist else [""]),
-            "--appendonly", "no",
+            "--appendonly", "yes" if self.aof else "no",
+            "--appendfsync", "always",
             "--protected-mode", "yes",
             "--loglevel", "warning",
             "--logfile", os.path.join(self.dir, "redis.log"),

@@ -19,7 +19,7 @@ for j = 0, n - 1 do
   local key = jobkey(id)
   local f = redis.call('HGET', OWNERS, id) == token and is_a(held(worker_of(token)), 'set')
     and redis.pcall('HMGET', key, 'type', 'priority', 'removeOnComplete', 'state', 'attempts',
-      'pykue_unique')
+                                  'pykue_keep_complete', 'pykue_unique')
   if f and f.err then
     drop_lease(id, token)
     res[#res + 1] = 0
@@ -35,15 +35,17 @@ for j = 0, n - 1 do
       redis.call('HSET', key, 'duration', dur, 'progress', 100, 'updated_at', now, 'state', 'complete',
                  'attempts', attempts)
     end
-    set_state(id, jtype, f[4], 'complete', int_of(f[2]) or 0, nil, true)
+    set_state(id, jtype, f[4], 'complete', num_of(f[2]) or 0, nil, true)
     work = work + tonumber(dur)
     if result == '' then result = 'null' end
     publish(id, 'complete', ',' .. result .. ',null')
-    free_unique(id, f[6])  -- issue 12: the key frees, and waiting dependents learn it
+    free_unique(id, f[7])  -- issue 12: the key frees, and waiting dependents learn it
     release_dependents(id, 'complete', now)
     if f[3] == 'true' then
       remove_job(id)
       publish(id, 'remove', ',' .. jstr(f[1] or ''))
+    elseif f[6] and jtype then
+      retain(id, jtype, 'complete', f[6], now)  -- feata: remove_on_complete {age, count}
     end
     res[#res + 1] = 1
   else

@@ -29,7 +29,7 @@ for _, id in ipairs(orphans) do
   if not f.err and f[1] == 'active' and writable_type(f[2], 'active', 'inactive')
       and writable_type(f[2], 'failed', 'failed') and is_a(k(f[2] .. ':jobs'), 'list') then
     local stalls = count_stall(id, stall_run(f[4], f[5]))
-    local pri = int_of(f[3]) or 0
+    local pri = num_of(f[3]) or 0
     if stalls > max_stalled then
       local msg = 'job stalled more than allowable limit'
       redis.call('HSET', key, 'error', msg, 'failed_at', now, 'updated_at', now)

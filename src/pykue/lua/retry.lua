@@ -11,6 +11,7 @@ local f = redis.pcall('HMGET', key, 'type', 'priority', 'state')
 if f.err or not f[1] then return 0 end
 local state = f[3] or ''
 if state ~= 'failed' and not force then return state end
+-- Everything below must not raise once it writes (see _lib.lua): check the keys first.
 local bad_keys = wrong_type({
   { OWNERS, 'hash' }, { STALLS, 'hash' }, { k('jobs:inactive'), 'zset' },
   { k('jobs:' .. (STATES[state] and state or 'inactive')), 'zset' },
@@ -23,6 +24,6 @@ if owner and not is_a(held(worker_of(owner)), 'set') then return redis.error_rep
 drop_lease(id)
 redis.call('HDEL', STALLS, id)
 redis.call('HSET', key, 'attempts', 0, 'progress', 0, 'updated_at', now)
-set_state(id, jtype, state, 'inactive', int_of(f[2]) or 0)
+set_state(id, jtype, state, 'inactive', num_of(f[2]) or 0)
 publish(id, 'enqueue', ',' .. jstr(f[1]))
 return 1
