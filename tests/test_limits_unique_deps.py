@@ -285,3 +285,9 @@ def test_async_twin_has_the_features(url: str, prefix: str) -> None:
             await q.shutdown(1)
 
     asyncio.run(go())
+
+
+def test_same_key_twice_in_one_batch_is_one_job(queue: pykue.Queue) -> None:
+    a, b = queue.save_many([queue.create("u", {"n": 1}).unique("k"), queue.create("u", {"n": 2}).unique("k")])
+    assert a.id == b.id and b.deduplicated and not a.deduplicated
+    assert b.data == {"n": 1} and queue.card() == 1
