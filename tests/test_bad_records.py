@@ -478,3 +478,10 @@ def test_set_aside_only_acts_for_the_owner_of_the_claim(queue: pykue.Queue, r: r
     assert r.hget(f"{prefix}:job:1", "error") == "pykue: field 'data' is bad; set aside"
     assert r.zscore(f"{prefix}:jobs:w:failed", "01|1") is not None
     wait_for(lambda: _leftovers(r, prefix) == (0, 0), what="no job left active")
+
+
+def test_log_lines_that_are_not_utf8_are_shown_not_raised(queue: pykue.Queue, raw: redis.Redis, prefix: str) -> None:
+    job = queue.create("w", {}).save()
+    job.log("fine")
+    raw.rpush(f"{prefix}:job:1:log", b"bad \xff byte")
+    assert job.logs() == ["fine", "bad \ufffd byte"]

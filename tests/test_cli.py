@@ -158,6 +158,7 @@ DOWN = "redis://127.0.0.1:1/0"
         (["worker", "nosuchmod:fn", "--type", "t"], "cannot import 'nosuchmod'"),
         (["worker", "tests.cli_handlers:nothing", "--type", "t"], "is not a callable"),
         (["worker", "tests.cli_handlers:double", "--type", "t", "-c", "0"], "Invalid value for '--concurrency'"),
+        (["worker", "tests.cli_handlers:double", "--type", "t", "--burst-timeout", "5"], "only applies with --burst"),
         (["worker", "tests.cli_handlers:double", "--type", "t", "--redis", DOWN], f"cannot reach Redis at {DOWN}"),
         (["redis", "--port", "70000"], "70000 is not in the range"),
         (["dashboard", "--redis", DOWN, "--port", "0"], f"cannot reach Redis at {DOWN}"),

@@ -454,16 +454,19 @@ def test_remove_on_fail_at_once_or_by_count(queue: pykue.Queue, r: redis.Redis, 
     def boom(job: pykue.Job) -> None:
         raise RuntimeError("no")
 
-    queue.process("f", boom)
+    heard: list[tuple[str, int]] = []
+    queue.on("job failed", lambda job_id, *a: heard.append(("failed", job_id)))
+    queue.on("job remove", lambda job_id, *a: heard.append(("remove", job_id)))
     gone = queue.create("f", {}, remove_on_fail=True, attempts=2).save()
-    with pytest.raises(pykue.JobFailedError):
-        gone.wait(10)
+    queue.process("f", boom)
+    wait_for(lambda: heard == [("failed", gone.id), ("remove", gone.id)], what="failed, then removed at once")
     assert not r.exists(f"{prefix}:job:{gone.id}")
+    with pytest.raises(pykue.JobNotFoundError):  # a waiter that comes later finds no outcome to read
+        gone.wait(1)
     kept = [queue.create("f", {}, remove_on_fail={"count": 1}).save() for _ in range(3)]
-    for job in kept:
-        with pytest.raises(pykue.JobFailedError):
-            job.wait(10)
+    wait_for(lambda: sum(e[0] == "failed" for e in heard) == 4, what="three more failures")
     assert queue.failed_count("f") == 1
+    assert {j for e, j in heard if e == "remove"} == {gone.id, kept[0].id, kept[1].id}
     assert queue.get_job(queue.job_ids("failed", "f")[0]).opts.keep == {"failed": ",1"}
 
 

@@ -234,7 +234,9 @@ class AsyncQueueBase(QueueCore):
         return self._loaded(AsyncJob, job_id, fields)
 
     async def job_logs(self, job_id: int | str, start: int = 0, stop: int = -1) -> list[str]:
-        return cast(list[str], await self.client.lrange(self.keys.log(job_id), start, stop))
+        key = self.keys.log(job_id)
+        raw = await cast(Any, self.client).execute_command("LRANGE", key, start, stop, **codec.UNDECODED)
+        return [codec.text(line) for line in raw]
 
     async def card(self, state: str | None = None, job_type: str | None = None) -> int:
         """How many jobs are in a state (of a type); all jobs when state is None."""

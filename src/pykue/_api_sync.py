@@ -231,7 +231,9 @@ class QueueBase(QueueCore):
         return self._loaded(Job, job_id, fields)
 
     def job_logs(self, job_id: int | str, start: int = 0, stop: int = -1) -> list[str]:
-        return cast(list[str], self.client.lrange(self.keys.log(job_id), start, stop))
+        key = self.keys.log(job_id)
+        raw = cast(Any, self.client).execute_command("LRANGE", key, start, stop, **codec.UNDECODED)
+        return [codec.text(line) for line in raw]
 
     def card(self, state: str | None = None, job_type: str | None = None) -> int:
         """How many jobs are in a state (of a type); all jobs when state is None."""

@@ -170,18 +170,26 @@ class BurstEnd:
         return all(self._idle(t) for t in self.job_types)
 
     def _idle(self, job_type: str) -> bool:
+        """Each answer comes from one MULTI snapshot, so no job slips between two sets unseen."""
         keys = self.queue.keys
-        with self.queue.client.pipeline(transaction=True) as p:  # one snapshot: no job slips between sets
+        horizon = time.time() * 1000 + DUE_SOON_MS
+        with self.queue.client.pipeline(transaction=True) as p:
+            p.zcard(keys.state("inactive", job_type))
+            p.zcard(keys.state("active", job_type))
+            p.zcount(keys.state("delayed"), "-inf", horizon)  # due soon, of any type: usually none
+            inactive, active, due_any = p.execute()
+        if inactive or active or not due_any:
+            return not (inactive or active)
+        with self.queue.client.pipeline(transaction=True) as p:  # some job is due soon: is it one of ours?
             p.zcard(keys.state("inactive", job_type))
             p.zcard(keys.state("active", job_type))
             p.zrange(keys.state("delayed", job_type), 0, -1)
             inactive, active, delayed = p.execute()
-        return inactive == 0 and active == 0 and not self._due_soon(delayed)
+        return inactive == 0 and active == 0 and not self._due_soon(delayed, horizon)
 
-    def _due_soon(self, members: list[str]) -> bool:
+    def _due_soon(self, members: list[str], horizon: float) -> bool:
         if not members:
             return False
-        horizon = time.time() * 1000 + DUE_SOON_MS
         with self.queue.client.pipeline(transaction=False) as p:
             for member in members:
                 p.zscore(self.queue.keys.state("delayed"), member)
@@ -214,6 +222,8 @@ def worker(
     prefix: str,
 ) -> None:
     """Process jobs with HANDLER (module:function); graceful on SIGTERM/Ctrl-C."""
+    if burst_timeout is not None and not burst:
+        raise ValueError("--burst-timeout only applies with --burst")
     after = parse_duration_ms(stuck_after) if stuck_after else 0
     _load_handler(handler)  # mistakes are exit 2 here, not a crash loop in the children
     require_redis(default_redis_url(redis_url))
