@@ -9,6 +9,24 @@ import pytest
 from tests.conftest import PY, ROOT, py_env
 
 EXPECTED = {
+    "rate_limit.py": [
+        "limits: {'sms': (2, 300)}",
+        "6 sent over three windows (>= 0.6 s): True",
+        "failed: 0",
+        "limits: {}",
+    ],
+    "unique_jobs.py": [
+        "same job: True - deduplicated: True",
+        "jobs in the queue: 1",
+        "result: report for 2026-11-28",
+        "after it completed, the key is free again: new job True",
+    ],
+    "dependencies.py": [
+        "index waits: delayed",
+        "index: index - after fetch and parse: True",
+        "cleanup ran although upload failed: True",
+        "notify: pykue: dependency 4 failed",
+    ],
     "retries_and_backoff.py": [
         "attempt 1 failed: card network timed out",
         "attempt 2 failed: card network timed out",

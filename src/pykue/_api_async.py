@@ -13,8 +13,10 @@ from dataclasses import replace
 from typing import Any, Self, cast
 
 import redis.asyncio
+from redis.exceptions import ResponseError
 
 from . import _codec as codec
+from . import _features as features
 from ._core import STAT_NAMES, QueueCore, default_queue, remember, stats_dict
 from ._errors import InvalidJobError, JobNotFoundError
 from ._job import BoundJob, log_line
@@ -50,7 +52,7 @@ class AsyncJob(BoundJob):
         return self
 
     async def remove(self) -> bool:
-        return bool(await self.queue._call("remove", [self.id]))
+        return bool(await self.queue._call("remove", [self.id, codec.now_ms()]))
 
     async def set_state(self, state: str) -> Self:
         checked = check_state(state)
@@ -171,8 +173,16 @@ class AsyncQueueBase(QueueCore):
             self._expect()
         ids: list[Any] = []
         try:
-            ids = await self.scripts.call("enqueue", self.keys.jobs, args)
+            try:
+                raw = await self.scripts.call("enqueue", self.keys.jobs, args)
+            except ResponseError as exc:
+                raise features.enqueue_error(exc) from None
+            ids, held = features.saved_ids(raw)
             self._after_save(jobs, ids, fields)
+            for job, dup in zip(jobs, held, strict=True):
+                job.deduplicated = dup  # then it is the unfinished job holding its unique key
+                if dup or job._after:  # a dependent's state is decided by enqueue.lua
+                    await job.refresh()
         finally:
             if listening:
                 self._settle([(job.id, job) for job in jobs if job.id is not None and job.has_listeners()])
@@ -182,6 +192,23 @@ class AsyncQueueBase(QueueCore):
         state raises JobStateError unless `force`. Forcing a running job revokes that run's
         owner token in the same call: its outcome is refused."""
         retry_outcome(job_id, await self._call("retry", retry_args(job_id, force)))
+
+    async def limit(self, job_type: str, max: int | None, per_ms: int = 1000) -> None:
+        """At most `max` jobs of the type start per `per_ms` window across every pykue worker
+        (None clears it); jobs over the limit stay inactive until the window reopens."""
+        codec.check_type(job_type)
+        spec = features.limit_spec(max, per_ms)
+        async with self.client.pipeline(transaction=True) as p:
+            if spec is None:
+                p.hdel(self.keys.limits, job_type)
+                p.delete(self.keys.limit_window(job_type))
+            else:
+                p.hset(self.keys.limits, job_type, spec)
+            await p.execute()
+
+    async def limits(self) -> dict[str, tuple[int, int]]:
+        """The rate limits set: {type: (max, per_ms)}."""
+        return features.parse_limits(await self.client.hgetall(self.keys.limits))
 
     async def _progress(self, job: AsyncJob, pct: int, data: Any) -> None:
         data_json = codec.js_dumps(data, "progress data") if data is not None else ""

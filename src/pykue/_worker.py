@@ -28,6 +28,7 @@ from redis.exceptions import RedisError, ResponseError
 from . import _codec as codec
 from . import _joblog
 from ._events import checked, decode, raw_client
+from ._features import split_limit
 from ._keys import PROMOTION_LOCK, TTL_LOCK, Keys
 from ._scripts import AsyncScripts
 from ._watchdog import AckLog, WatchdogPass, expire_unowned, watchdog_pass
@@ -236,10 +237,18 @@ class WorkerEngine:
             if out == PAUSED:  # queue.pause(type): claim.lua took nothing; `taken` stays ours
                 await self._nap()
                 continue
-            taken = 0
+            out, limited = split_limit(out)
+            if out or limited is None:
+                taken = 0  # else the wake-up token we hold is still owed to the next claim
             if out:
                 self._lease_at = max(self._lease_at, sent)  # the claim extended our lease
                 self._start_jobs(out, now)
+            if limited is not None:  # the type's rate limit window is used up (issue 12): wait for
+                # it to reopen, looking again at least every block_timeout (a limit may be lifted)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), min(limited, self.settings.block_timeout))
+                continue
+            if out:
                 continue
             got = None
             try:

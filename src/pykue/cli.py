@@ -318,16 +318,28 @@ def _options(priority: str | None, delay: int | None, attempts: int | None, back
 @click.option("--attempts", type=int)
 @click.option("--backoff", help='true or JSON such as {"type":"fixed","delay":1000}')
 @click.option("--file", "jsonl", type=click.File("r"), help="Bulk: one JSON payload per line.")
+@click.option("--unique", help="A key: while an unfinished job holds it, print that job's id instead.")
+@click.option("--after", type=int, multiple=True, help="Run only after this job completes (repeatable).")
+@click.option("--on-failure", type=click.Choice(["fail", "run"]), default="fail", show_default=True,
+              help="With --after: what a failed dependency does to this job.")  # fmt: skip
 @redis_opt
 @prefix_opt
 @friendly
 def enqueue(job_type: str, data: str, priority: str | None, delay: int | None, attempts: int | None,
-            backoff: str | None, jsonl: Any, redis_url: str | None, prefix: str) -> None:  # fmt: skip
+            backoff: str | None, jsonl: Any, unique: str | None, after: tuple[int, ...], on_failure: str,
+            redis_url: str | None, prefix: str) -> None:  # fmt: skip
     """Create a job of JOB_TYPE with DATA (JSON), or many from --file."""
     opts = _options(priority, delay, attempts, backoff)
     with pykue.create_queue(redis_url, prefix=prefix) as queue:
         if jsonl is None:
-            click.echo(str(queue.create(job_type, _json(data, "DATA"), **opts).save().id))
+            job = queue.create(job_type, _json(data, "DATA"), **opts)
+            if unique is not None:
+                job.unique(unique)
+            if after:
+                job.after(*after, on_failure=on_failure)
+            click.echo(str(job.save().id))
+            if job.deduplicated:
+                click.echo(f"job {job.id} ({job.state}) holds the key {unique!r}: no new job", err=True)
             return
         from rich.progress import track
 
@@ -343,6 +355,29 @@ def _json(text: str, what: str) -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise ValueError(f"{what} is not JSON: {exc}") from None
+
+
+@main.command()
+@click.argument("job_type", required=False)
+@click.option("--max", "max_jobs", type=int, help="Jobs of the type that may start per window.")
+@click.option("--per", default="1s", show_default=True, help="The window: 500ms, 1s, 5m, 1h.")
+@click.option("--clear", is_flag=True, help="Lift the type's limit.")
+@redis_opt
+@prefix_opt
+@friendly
+def limit(job_type: str | None, max_jobs: int | None, per: str, clear: bool, redis_url: str | None,
+          prefix: str) -> None:  # fmt: skip
+    """Rate-limit JOB_TYPE across every pykue worker (jobs over it wait); no JOB_TYPE lists the limits."""
+    with pykue.create_queue(redis_url, prefix=prefix) as queue:
+        if job_type is not None:
+            if clear == (max_jobs is not None):
+                raise ValueError("give --max N (with --per) or --clear")
+            queue.limit(job_type, None if clear else max_jobs, per_ms=parse_duration_ms(per))
+        limits = queue.limits()
+    for t, (n, ms) in sorted(limits.items()):
+        click.echo(f"{t}: {n} per {ms} ms")
+    if job_type is not None and clear:
+        click.echo(f"{job_type}: no limit")
 
 
 @main.command()
