@@ -45,9 +45,10 @@ class Proc:
         code = self.proc.wait(timeout)
         for t in self._threads:
             t.join(5)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
+        if not any(t.is_alive() for t in self._threads):  # else an orphan still holds the pipes
+            for stream in (self.proc.stdout, self.proc.stderr):
+                if stream is not None:
+                    stream.close()
         return code
 
     def kill(self) -> None:
@@ -76,3 +77,15 @@ def running(pid: int) -> bool:
         return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] not in ("Z", "X")
     except (FileNotFoundError, IndexError):
         return False
+
+
+def children(parent_pid: int) -> list[int]:
+    """Pids of a process's live children."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == parent_pid:
+                found.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return [pid for pid in found if running(pid)]

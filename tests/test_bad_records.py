@@ -97,13 +97,13 @@ def test_non_utf8_bytes_in_any_field_are_set_aside_and_the_batch_runs(
     raw.hset(f"{prefix}:job:5", "type", b"w\xed\xa0\x80")  # a UTF-8-encoded surrogate
     ran = _run(queue)
     wait_for(lambda: sorted(ran) == [1, 6], what="the good jobs of the batch")
+    states = lambda: [raw.hget(f"{prefix}:job:{n}", "state") for n in (2, 3, 4, 5)]  # noqa: E731
+    wait_for(lambda: states() == [b"failed"] * 4, what="the bad records set aside")
     reasons = {n: raw.hget(f"{prefix}:job:{n}", "error") for n in (2, 3, 4, 5)}
     assert b"field 'data' is not UTF-8" in reasons[2] and b"\\xff" in reasons[2]
     assert b"a field name 'extra\\xfe' is not UTF-8" in reasons[3]
     assert b"field 'backoff' is not UTF-8" in reasons[4]
     assert b"field 'type' is not UTF-8" in reasons[5]
-    for n in (2, 3, 4, 5):
-        assert raw.hget(f"{prefix}:job:{n}", "state") == b"failed"
     assert sorted(int(m.split(b"|")[1]) for m in raw.zrange(f"{prefix}:jobs:failed", 0, -1)) == [2, 3, 4, 5]
     queue.create("w", {"n": 7}).save()  # the claim loop is still alive
     wait_for(lambda: 7 in ran, what="a job saved after the bad ones")
@@ -168,7 +168,8 @@ def test_corrupt_numbers_are_set_aside_naming_the_field(
     ran = _run(queue)
     wait_for(lambda: ran == [2], what="the good job")
     wait_for(lambda: r.hget(f"{prefix}:job:1", "state") == "failed", what="the bad one set aside")
-    assert f"field {field} is '{value[:40]}', not an integer" in (r.hget(f"{prefix}:job:1", "error") or "")
+    what = "an integer" if "attempts" in field else "a number"
+    assert f"field {field} is '{value[:40]}', not {what} within" in (r.hget(f"{prefix}:job:1", "error") or "")
     assert r.zscore(f"{prefix}:jobs:w:failed", "01|1") is not None
     wait_for(lambda: _leftovers(r, prefix) == (0, 0), what="no job left active")
 
@@ -446,3 +447,41 @@ def test_progress_with_numbers_javascript_cannot_hold_is_refused(
     with pytest.raises(InvalidJobError, match="progress"):
         job.progress(completed, total)
     assert r.hget(f"{prefix}:job:1", "progress") is None
+
+
+def test_listing_skips_index_members_that_are_not_job_ids(queue: pykue.Queue, r: redis.Redis, prefix: str) -> None:
+    queue.create("w", {}).save()
+    r.zadd(f"{prefix}:jobs:inactive", {"garbage": 0, "02|ab": 0, "03|1e3": 0})
+    assert [job.id for job in queue.jobs("inactive")] == [1]
+    assert queue.job_ids("inactive", order="desc") == [1]
+
+
+def test_fractional_numbers_as_node_kue_stores_them_are_not_set_aside(
+    queue: pykue.Queue, r: redis.Redis, prefix: str
+) -> None:
+    queue.create("w", {}).save()
+    r.hset(f"{prefix}:job:1", mapping={"priority": "1.5", "ttl": "60000.5", "delay": "0.5"})
+    ran = _run(queue)
+    wait_for(lambda: r.hget(f"{prefix}:job:1", "state") == "complete", what="the job completed")
+    assert ran == [1]
+
+
+def test_set_aside_only_acts_for_the_owner_of_the_claim(queue: pykue.Queue, r: redis.Redis, prefix: str) -> None:
+    queue.create("w", {}).save()
+    now = codec.now_ms()
+    [job_id, token, _] = queue.scripts.call("claim", f"{prefix}:jobs", [prefix, now, "w", 1, 60000, "wk:1", "wid", 0])
+    call = queue.scripts.call
+    assert call("set_aside", f"{prefix}:jobs", [prefix, now, job_id, "wk:9:1", "field 'data' is bad"]) == 0
+    assert r.hget(f"{prefix}:job:1", "state") == "active" and r.hget(f"{prefix}:pykue:owners", "1") == token
+    assert call("set_aside", f"{prefix}:jobs", [prefix, now, job_id, token, "field 'data' is bad"]) == 1
+    assert r.hget(f"{prefix}:job:1", "state") == "failed"
+    assert r.hget(f"{prefix}:job:1", "error") == "pykue: field 'data' is bad; set aside"
+    assert r.zscore(f"{prefix}:jobs:w:failed", "01|1") is not None
+    wait_for(lambda: _leftovers(r, prefix) == (0, 0), what="no job left active")
+
+
+def test_log_lines_that_are_not_utf8_are_shown_not_raised(queue: pykue.Queue, raw: redis.Redis, prefix: str) -> None:
+    job = queue.create("w", {}).save()
+    job.log("fine")
+    raw.rpush(f"{prefix}:job:1:log", b"bad \xff byte")
+    assert job.logs() == ["fine", "bad \ufffd byte"]

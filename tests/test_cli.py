@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ from pykue import EmbeddedRedis
 from pykue.server import free_port
 from tests.conftest import PY, ROOT, py_env
 from tests.helpers import wait_for
-from tests.procs import Proc, redis_child, running
+from tests.procs import Proc, children, redis_child, running
 
 _SCRIPT = shutil.which("pykue")
 EXE: list[str] = [_SCRIPT] if _SCRIPT else [PY, "-m", "pykue.cli"]
@@ -157,6 +158,7 @@ DOWN = "redis://127.0.0.1:1/0"
         (["worker", "nosuchmod:fn", "--type", "t"], "cannot import 'nosuchmod'"),
         (["worker", "tests.cli_handlers:nothing", "--type", "t"], "is not a callable"),
         (["worker", "tests.cli_handlers:double", "--type", "t", "-c", "0"], "Invalid value for '--concurrency'"),
+        (["worker", "tests.cli_handlers:double", "--type", "t", "--burst-timeout", "5"], "only applies with --burst"),
         (["worker", "tests.cli_handlers:double", "--type", "t", "--redis", DOWN], f"cannot reach Redis at {DOWN}"),
         (["redis", "--port", "70000"], "70000 is not in the range"),
         (["dashboard", "--redis", DOWN, "--port", "0"], f"cannot reach Redis at {DOWN}"),
@@ -316,3 +318,26 @@ def test_pykue_redis_serves_dump_rdb_to_redis_op_and_keeps_data_only_when_asked(
         assert ((tmp_path / "dump.rdb").read_bytes() == pristine) is not save
     with EmbeddedRedis(data_dir=tmp_path) as srv:  # the saved run kept redis_op's key
         assert redis.Redis.from_url(srv.url, decode_responses=True).get("HolbertonSanFrancisco") == "100"
+
+
+def test_demo_stops_its_processes_on_sigterm() -> None:
+    """Writes paused mid-demo (CLIENT PAUSE): SIGTERM must still stop the creator and the processor."""
+    with EmbeddedRedis() as srv:
+        r = redis.Redis.from_url(srv.url)
+        r.execute_command("CLIENT", "PAUSE", 4000, "WRITE")  # the creator's first save blocks
+        demo = Proc([*EXE, "demo", "--redis", srv.url])
+        kids: list[int] = []
+        try:
+            demo.line("pykue demo: Redis at")
+            kids = wait_for(lambda: len(found := children(demo.proc.pid)) == 2 and found, what="creator and processor")
+            demo.proc.send_signal(signal.SIGTERM)
+            assert demo.finish() == 0, demo.err
+            outlived = [pid for pid in kids if running(pid)]
+            assert not outlived, "a demo process outlived the demo"
+        finally:
+            for pid in kids:  # never leave the test's own processes behind, even when it fails
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            demo.kill()
+        assert "pykue demo: done" not in demo.out
+        r.close()

@@ -16,6 +16,29 @@ EXPECTED = {
         "delay before the last retry: 150 ms",
     ],
     "async_worker.py": [f"{i + 1} img{i}.png -> 128px ['resizing img{i}.png']" for i in range(3)],
+    "wait_for_result.py": [
+        "result: {'width': 512}",
+        "again, from the stored hash: {'width': 512}",
+        "failed: division by zero",
+        "no result within 0.2 s",
+    ],
+    "repeat_every_and_cron.py": [
+        "daily-report: cron 0 9 * * * in Europe/Paris",
+        "three heartbeats, each on its own 100 ms tick: True",
+        "schedules left: ['daily-report']",
+    ],
+    "pause_and_resume.py": [
+        "paused: ['email'] - the job waits: inactive",
+        "sent to a@example.com",
+        "crawled /a - then this worker paused; /b is inactive",
+        "crawled /b",
+    ],
+    "clean_old_jobs.py": [
+        "complete: 5",
+        "older than an hour: []",
+        "removed 3 with limit=3; complete now: 2",
+        "the rest: 2 removed; complete now: 0",
+    ],
 }
 
 

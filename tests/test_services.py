@@ -148,19 +148,18 @@ def test_a_third_seat_server_joining_a_live_fleet_never_sells_the_seats_again(fr
 def test_the_first_server_of_a_fleet_sets_fifty_and_reset_forces_it(fresh: EmbeddedRedis) -> None:
     r = redis.Redis.from_url(fresh.url, decode_responses=True)
     r.mset({"available_seats": 3, "reservation_enabled": "0"})  # left by an earlier, stopped fleet
-    a = Service("seats", fresh.url)
+    servers = [Service("seats", fresh.url)]
     try:
-        assert a.get("/available_seats").json() == {"numberOfAvailableSeats": "50"}  # the seed's launch rule
+        assert servers[0].get("/available_seats").json() == {"numberOfAvailableSeats": "50"}  # the seed's rule
         r.mset({"available_seats": 7, "reservation_enabled": "0"})
-        b = Service("seats", fresh.url)
-        assert b.get("/available_seats").json() == {"numberOfAvailableSeats": "7"}
-        b.stop()
-        b = Service("seats", fresh.url, "--reset")
-        assert b.get("/available_seats").json() == {"numberOfAvailableSeats": "50"}
-        assert b.get("/reserve_seat").text == '{"status":"Reservation in process"}'
-        b.stop()
+        servers.append(Service("seats", fresh.url))
+        assert servers[1].get("/available_seats").json() == {"numberOfAvailableSeats": "7"}
+        servers.append(Service("seats", fresh.url, "--reset"))
+        assert servers[2].get("/available_seats").json() == {"numberOfAvailableSeats": "50"}
+        assert servers[2].get("/reserve_seat").text == '{"status":"Reservation in process"}'
     finally:
-        a.stop()
+        for svc in servers:
+            svc.stop()
 
 
 def test_a_dead_servers_heartbeat_expires_so_the_next_launch_is_first_again(fresh: EmbeddedRedis) -> None:

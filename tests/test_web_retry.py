@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
+import redis
 
 import pykue
 from pykue import _codec as codec
@@ -158,3 +159,21 @@ def test_cli_retries_failed_jobs_only_and_says_what_it_skipped(queue: pykue.Queu
     assert out.returncode == 0 and "re-queued 1 job(s)" in out.stdout
     wait_for(lambda: queue.get_job(bad.id or 0).state == "failed")
     assert queue.get_job(bad.id or 0).attempts_made == 2  # 3 had the attempts been kept
+
+
+def test_retry_meeting_wrong_type_keys_writes_nothing_or_skips_them(queue: pykue.Queue) -> None:
+    """Like every transition: validate, then write (Redis does not roll a script back)."""
+    job = queue.create("boom", {}, attempts=1).save()
+    job.failed()
+    p = queue.keys.prefix
+    queue.client.hset(f"{p}:pykue:owners", str(job.id), "w1:1:1")  # a lease to drop...
+    queue.client.sadd(f"{p}:pykue:held:w1", str(job.id))
+    queue.client.set(f"{p}:pykue:stalls", "not a hash")  # ...and a key of the wrong type after it
+    before = {key: queue.client.dump(key) for key in queue.client.scan_iter(f"{p}:*")}
+    with pytest.raises(redis.ResponseError, match="nothing was written"):
+        queue.retry(job.id or 0, force=True)
+    assert {key: queue.client.dump(key) for key in queue.client.scan_iter(f"{p}:*")} == before
+    queue.client.delete(f"{p}:pykue:stalls")
+    queue.client.set(queue.keys.state("inactive", "boom"), "not a zset")  # a per-type set: skipped
+    queue.retry(job.id or 0)
+    assert queue.get_job(job.id or 0).state == "inactive" and queue.inactive_count() == 1

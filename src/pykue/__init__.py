@@ -12,6 +12,7 @@ from ._aqueue import AsyncQueue, create_async_queue
 from ._codec import PRIORITIES, register_backoff
 from ._errors import (
     InvalidJobError,
+    JobFailedError,
     JobNotFoundError,
     JobStateError,
     LoopThreadError,
@@ -20,9 +21,12 @@ from ._errors import (
     RedisOutOfMemoryError,
     ServerError,
     ShutdownError,
+    WaitTimeoutError,
 )
 from ._keys import STATES, TERMINAL_STATES, WAITING_STATES, Keys, State
 from ._queue import Queue, create_queue
+from ._schedule import Schedule
+from ._supervisor import run_workers
 from ._worker import Settings
 from .connection import ConnectionSettings
 from .server import EmbeddedRedis
@@ -40,6 +44,7 @@ __all__ = [
     "EmbeddedRedis",
     "InvalidJobError",
     "Job",
+    "JobFailedError",
     "JobNotFoundError",
     "JobStateError",
     "Keys",
@@ -48,11 +53,14 @@ __all__ = [
     "PykueError",
     "Queue",
     "RedisOutOfMemoryError",
+    "Schedule",
     "ServerError",
     "Settings",
     "ShutdownError",
     "State",
+    "WaitTimeoutError",
     "create_async_queue",
     "create_queue",
     "register_backoff",
+    "run_workers",
 ]

@@ -6,6 +6,7 @@ The sync twin of the operations written there once.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any, Self, cast
 
 import redis
@@ -14,11 +15,15 @@ from . import _codec as codec
 from ._core import STAT_NAMES, QueueCore, default_queue, remember, stats_dict
 from ._errors import InvalidJobError, JobNotFoundError
 from ._job import BoundJob, log_line
-from ._keys import State, check_state
+from ._keys import TERMINAL_STATES, State, check_state
+from ._pause import paused_key
 from ._retry import after_retry, retry_args, retry_outcome
+from ._schedule import Schedule, loaded_schedule, make_schedule, next_key, schedules_key
 from ._scripts import Scripts, best_effort
+from ._wait import ThreadWaiter, outcome_of, settle
 
 SAVE_CHUNK = 500  # jobs per enqueue script call
+CLEAN_SCAN = 500  # jobs clean.lua looks at per call: each call is short, however big the state
 
 
 class Job(BoundJob):
@@ -87,6 +92,29 @@ class Job(BoundJob):
 
     def logs(self) -> list[str]:
         return self.queue.job_logs(self.id or 0)
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """The job's result once it completes (at once if it already has); JobFailedError if it
+        fails for good, WaitTimeoutError after `timeout` s, JobNotFoundError if removed.
+
+        The waiter listens, and the subscription is confirmed, before the hash is read: an
+        outcome written between the two is heard, so no wake-up is lost."""
+        if self.id is None:
+            raise InvalidJobError("save the job before waiting for it")
+        waiter = ThreadWaiter()
+        listeners = waiter.listeners()
+        for event, fn in listeners.items():
+            self.on(event, fn)
+        try:
+            self.queue.listen()
+            outcome = outcome_of(self.queue._hgetall(self.id))
+            if outcome is None:
+                outcome = waiter.wait(timeout)
+        finally:
+            for event, fn in listeners.items():
+                self.off(event, fn)
+            self.queue._unlisten(self)
+        return settle(self.id, outcome, timeout)
 
     @classmethod
     def get(cls, job_id: int | str, queue: QueueBase | None = None) -> Job:
@@ -176,7 +204,9 @@ class QueueBase(QueueCore):
         return self._loaded(Job, job_id, fields)
 
     def job_logs(self, job_id: int | str, start: int = 0, stop: int = -1) -> list[str]:
-        return cast(list[str], self.client.lrange(self.keys.log(job_id), start, stop))
+        key = self.keys.log(job_id)
+        raw = cast(Any, self.client).execute_command("LRANGE", key, start, stop, **codec.UNDECODED)
+        return [codec.text(line) for line in raw]
 
     def card(self, state: str | None = None, job_type: str | None = None) -> int:
         """How many jobs are in a state (of a type); all jobs when state is None."""
@@ -223,3 +253,68 @@ class QueueBase(QueueCore):
                 cast(Any, p).execute_command("HGETALL", self.keys.job(job_id), **codec.UNDECODED)
             hashes = p.execute()
         return self._loaded_many(Job, ids, hashes)
+
+    # -- repeatable and cron jobs (see _schedule.py) -------------------------------
+    def repeat(self, job_type: str, data: Any = None, *, cron: str | None = None, every_ms: int | None = None,
+                     key: str | None = None, tz: str | None = None, **options: Any) -> Schedule:  # fmt: skip
+        """Enqueue a `job_type` job at every tick of `cron` (in `tz`, default UTC) or every
+        `every_ms`, fired by whichever worker process sees it first, exactly once per tick.
+        Saving the same key again replaces the schedule; an unchanged one keeps its next run."""
+        sched = make_schedule(job_type, data, cron, every_ms, key, tz, options)
+        spec = sched.to_json()
+        nxt = sched.next_after(codec.now_ms())
+        unchanged = self.client.hget(schedules_key(self.keys), sched.key) == spec
+        with self.client.pipeline(transaction=True) as p:
+            p.hset(schedules_key(self.keys), sched.key, spec)
+            p.zadd(next_key(self.keys), {sched.key: nxt}, nx=unchanged)
+            p.zscore(next_key(self.keys), sched.key)
+            *_, score = p.execute()
+        return replace(sched, next_run_ms=int(score))
+
+    def schedules(self) -> list[Schedule]:
+        """Every schedule, soonest next run first."""
+        with self.client.pipeline(transaction=True) as p:
+            p.hgetall(schedules_key(self.keys))
+            p.zrange(next_key(self.keys), 0, -1, withscores=True)
+            specs, nexts = p.execute()
+        return [s for skey, score in nexts if (s := loaded_schedule(skey, specs.get(skey), int(score)))]
+
+    def unrepeat(self, key: str) -> bool:
+        """Remove a schedule (jobs it already enqueued stay); False if there was none."""
+        with self.client.pipeline(transaction=True) as p:
+            p.hdel(schedules_key(self.keys), key)
+            p.zrem(next_key(self.keys), key)
+            removed, _ = p.execute()
+        return bool(removed)
+
+    # -- pausing a job type fleet-wide (see _pause.py) -------------------------------
+    def pause(self, job_type: str) -> None:
+        """Every pykue worker stops claiming `job_type` (running jobs finish); Node Kue ones do not."""
+        self.client.sadd(paused_key(self.keys), codec.check_type(job_type))
+
+    def resume(self, job_type: str) -> None:
+        """Workers take `job_type` again within their block_timeout."""
+        self.client.srem(paused_key(self.keys), codec.check_type(job_type))
+
+    def paused(self) -> list[str]:
+        return sorted(cast(set[str], self.client.smembers(paused_key(self.keys))))
+
+    # -- cleaning -------------------------------------------------------------------
+    def clean(self, state: str, older_than_ms: int, limit: int = 1000) -> list[int]:
+        """Remove up to `limit` jobs in a finished state (complete or failed) last updated more
+        than `older_than_ms` ago; the ids removed. Each Lua call looks at a few hundred jobs
+        only, so Redis is never blocked for long."""
+        checked = check_state(state)
+        if checked not in TERMINAL_STATES:
+            raise InvalidJobError(f"clean removes finished jobs: state must be complete or failed; got {state!r}")
+        for name, value, low in (("older_than_ms", older_than_ms, 0), ("limit", limit, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise InvalidJobError(f"{name} must be an int >= {low}; got {value!r}")
+        cutoff = codec.now_ms() - older_than_ms
+        removed: list[int] = []
+        start = 0
+        while start >= 0 and len(removed) < limit:
+            out = self._call("clean", [checked.value, cutoff, start, CLEAN_SCAN, limit - len(removed)])
+            start = int(out[0])
+            removed += [int(x) for x in out[1:]]
+        return removed

@@ -93,10 +93,10 @@ class AsyncQueue(AsyncQueueBase):
         functions run in a thread pool of `concurrency` threads."""
         if self._closed:
             raise ShutdownError("the queue was shut down")
-        n, run = self._runner(AsyncJob, job_type, concurrency, handler)
+        n, run, ctx = self._runner(AsyncJob, job_type, concurrency, handler)
         if self.has_listeners():
             await self.listen()  # queue-level listeners hear this worker's first jobs
-        return await self._runtime.start_engine(job_type, n, run)
+        return await ctx.started(self._runtime.start_engine, job_type, n, run)
 
     async def run_forever(self, until: Callable[[], bool] | None = None, timeout: float | None = None) -> None:
         """Wait for SIGINT or SIGTERM (or until `until()` is true, checked every 0.2 s), then

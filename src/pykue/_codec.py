@@ -10,7 +10,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -231,6 +231,7 @@ class JobOptions:
     delay: int = 0
     ttl: int | None = None
     remove_on_complete: bool = False
+    keep: dict[str, str] | None = None  # state -> "<age>,<count>" (remove_on_complete/fail; _retention.py)
 
 
 def new_job_fields(job_type: str, data_json: str, opts: JobOptions, now: int) -> list[str]:
@@ -254,6 +255,8 @@ def new_job_fields(job_type: str, data_json: str, opts: JobOptions, now: int) ->
         fields["backoff"] = opts.backoff
     if opts.remove_on_complete:
         fields["removeOnComplete"] = "true"
+    for state, policy in (opts.keep or {}).items():
+        fields[f"pykue_keep_{state}"] = policy
     flat: list[str] = []
     for k, v in fields.items():
         flat += (k, v)
@@ -274,14 +277,46 @@ def pct(completed: float, total: float) -> int:
 UNDECODED: dict[str, Any] = {"NEVER_DECODE": True}
 
 
-def _text(value: Any) -> Any:
+def text(value: Any) -> Any:
+    """Bytes as text for display: what is not UTF-8 becomes U+FFFD, as Node Kue shows it."""
     return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
 def decode_hash(raw: Mapping[Any, Any]) -> dict[str, str]:
     """A job hash read undecoded, as text: bytes that are not UTF-8 become U+FFFD, as
     Node Kue shows them, so a bad record can still be listed, shown and removed."""
-    return {_text(k): _text(v) for k, v in raw.items()}
+    return {text(k): text(v) for k, v in raw.items()}
+
+
+def shown(raw: bytes, at: int = 0) -> str:
+    """Up to 40 bytes of a stored value from `at` on, quoted, as ASCII (for error messages)."""
+    part = raw[at : at + 40]
+    text = "".join(chr(c) if 32 <= c < 127 and c != 39 else f"\\x{c:02x}" for c in part)
+    return ("'..." if at else "'") + text + ("...'" if len(raw) > at + 40 else "'")
+
+
+def _as_bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode(errors="surrogateescape")
+
+
+def claimed_record(raw: Sequence[bytes | str]) -> tuple[dict[str, str], str | None]:
+    """A claimed job's hash (HGETALL as a flat list, undecoded) as text, or the reason it
+    cannot be read: ({fields}, None) or ({}, "field 'data' is not UTF-8 at byte 9: ...").
+
+    Strict, like every redis-py read: a record no reader can decode is set aside by the
+    worker, never run, and never allowed to kill the claim loop."""
+    fields: dict[str, str] = {}
+    for name, value in zip(raw[::2], raw[1::2], strict=True):
+        try:
+            key = name.decode() if isinstance(name, bytes) else name
+        except UnicodeDecodeError:
+            return {}, f"a field name {shown(_as_bytes(name))} is not UTF-8"
+        try:
+            fields[key] = value.decode() if isinstance(value, bytes) else value
+        except UnicodeDecodeError as exc:
+            at = max(0, exc.start - 10)
+            return {}, f"field {key!r} is not UTF-8 at byte {exc.start}: {shown(_as_bytes(value), at)}"
+    return fields, None
 
 
 def int_field(fields: Mapping[str, str], name: str, default: int = 0) -> int:

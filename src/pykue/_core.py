@@ -4,6 +4,7 @@ building, handler adaptation. No I/O here (the twins' operations are in _api_asy
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -14,8 +15,9 @@ from ._codec import Failure
 from ._errors import NoQueueError
 from ._events import Emitter
 from ._job import BaseJob, BoundJob, data_of, parse_fields
-from ._keys import Keys, State, check_state, id_from_zid
+from ._keys import Keys, State, check_state
 from ._listeners import JobListeners
+from ._pause import WorkerContext
 from ._testmode import TestMode
 from ._worker import JobLease, RunFn, Settings, guarded
 from .connection import DEFAULT_URL, ConnectionSettings, async_client, redis_url
@@ -70,6 +72,11 @@ class QueueCore(Emitter):
         """A saved job got a listener: subscribe if needed and register it."""
         raise NotImplementedError
 
+    def _unlisten(self, job: BaseJob) -> None:
+        """A job whose last listener went (job.wait) leaves the registry of listening jobs."""
+        if job.id is not None and not job.has_listeners() and self.listeners.jobs.get(job.id) is job:
+            del self.listeners.jobs[job.id]
+
     def _enqueue_args(self, jobs: Sequence[BaseJob], now: int) -> tuple[list[Any], list[list[str]]]:
         """One enqueue call's arguments; every job is validated before anything is sent."""
         args: list[Any] = [self.keys.prefix, now, len(jobs)]
@@ -107,26 +114,29 @@ class QueueCore(Emitter):
 
     @staticmethod
     def _ids(members: Sequence[str], order: str) -> list[int]:
-        """Kue sorts a rank range by id, and `desc` reverses it."""
-        ids = sorted(id_from_zid(m) for m in members)
+        """Kue sorts a rank range by id, and `desc` reverses it; a member that is not a job's
+        (hand-written, corrupt) is skipped rather than failing the whole listing."""
+        ids = sorted(i for i in map(codec.id_of_member, members) if i is not None)
         return ids[::-1] if order == "desc" else ids
 
     def _runner(self, job_cls: Any, job_type: str, concurrency: int | Handler,
-                handler: Handler | None) -> tuple[int, RunFn]:  # fmt: skip
-        """What both process() need: the checked arguments and the engine's run function,
-        which builds a `job_cls` for each claimed job and runs the handler on it."""
+                handler: Handler | None) -> tuple[int, RunFn, WorkerContext]:  # fmt: skip
+        """What both process() need: the checked arguments, the engine's run function,
+        which builds a `job_cls` for each claimed job and runs the handler on it, and the
+        Kue `ctx` that 3-argument handlers get (bound once the engine has started)."""
         n, fn = self._handler_args(concurrency, handler)
         codec.check_type(job_type)
         executor = ThreadPoolExecutor(max_workers=n, thread_name_prefix=f"pykue-{job_type}")
         self._executors.append(executor)
-        call = invoker(fn, executor)
+        ctx = WorkerContext(job_type)
+        call = invoker(fn, executor, ctx)
 
         async def run(job_id: int, token: str, fields: dict[str, str], lease: JobLease) -> Any:
             job = job_cls(self, fields.get("type") or job_type, job_id=job_id, fields=fields)
             job.token, job.lease = token, lease
             return await call(job)
 
-        return n, run
+        return n, run, ctx
 
     def _handler_args(self, concurrency: int | Handler, handler: Handler | None) -> tuple[int, Handler]:
         if handler is None and callable(concurrency):
@@ -138,14 +148,19 @@ class QueueCore(Emitter):
         return concurrency, handler
 
 
-def kue_style(handler: Handler) -> bool:
-    """Kue's `(job, done)` handlers take two positional parameters; plain ones take one."""
+def positional_count(handler: Handler) -> int:
+    """Kue's `(job, done)` handlers take two positional parameters, `(job, ctx, done)` three;
+    plain ones take one."""
     try:
         params = [p for p in inspect.signature(handler).parameters.values()
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]  # fmt: skip
     except (TypeError, ValueError):
-        return False
-    return len(params) >= 2
+        return 1
+    return len(params)
+
+
+def kue_style(handler: Handler) -> bool:
+    return positional_count(handler) >= 2
 
 
 def make_done(fut: asyncio.Future[Any], loop: asyncio.AbstractEventLoop) -> Callable[..., None]:
@@ -165,10 +180,11 @@ def make_done(fut: asyncio.Future[Any], loop: asyncio.AbstractEventLoop) -> Call
     return done
 
 
-def invoker(handler: Handler, executor: Executor | None) -> Callable[[BaseJob], Awaitable[Any]]:
+def invoker(handler: Handler, executor: Executor | None, ctx: Any = None) -> Callable[[BaseJob], Awaitable[Any]]:
     """How to run a handler of any style (coroutine or plain function, Kue's (job, done)
-    or not), decided once rather than per job."""
+    or (job, ctx, done) or not), decided once rather than per job."""
     is_coro = inspect.iscoroutinefunction(handler)
+    lead: tuple[Any, ...] = (ctx,) if positional_count(handler) >= 3 else ()
     kue = kue_style(handler)
     handler = guarded(handler, is_coro)
 
@@ -180,9 +196,9 @@ def invoker(handler: Handler, executor: Executor | None) -> Callable[[BaseJob], 
             fut: asyncio.Future[Any] = loop.create_future()
             done = make_done(fut, loop)
             if is_coro:
-                await handler(job, done)
+                await handler(job, *lead, done)
             else:
-                await loop.run_in_executor(executor, handler, job, done)
+                await loop.run_in_executor(executor, functools.partial(handler, job, *lead), done)
             return await fut
 
         return with_done

@@ -8,7 +8,9 @@ PykueError
 │   └── RedisOutOfMemoryError  Redis is full (maxmemory) and refused a write
 ├── ShutdownError          the queue is shutting down / was shut down
 ├── LoopThreadError        a sync call made from the sync queue's own event-loop thread
-└── NoQueueError           Job.get without a queue before any queue was created
+├── NoQueueError           Job.get without a queue before any queue was created
+├── JobFailedError         job.wait(): the job failed for good (carries its error text)
+└── WaitTimeoutError       job.wait(): no outcome within the timeout (also a TimeoutError)
 """
 
 from __future__ import annotations
@@ -63,3 +65,16 @@ class LoopThreadError(PykueError, RuntimeError):
 
 class NoQueueError(PykueError, LookupError):
     """No queue of that kind has been created yet."""
+
+
+class JobFailedError(PykueError):
+    """The job a caller waited for failed for good; `error` is the text it failed with."""
+
+    def __init__(self, job_id: int | str, error: str) -> None:
+        super().__init__(f"job {job_id} failed: {error}")
+        self.job_id = job_id
+        self.error = error
+
+
+class WaitTimeoutError(PykueError, TimeoutError):
+    """job.wait() saw no outcome in time; the job itself is untouched and may still finish."""

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Self
 from . import _codec as codec
 from ._errors import InvalidJobError
 from ._events import Emitter
+from ._retention import KEEP_FIELDS, check_retention
 
 if TYPE_CHECKING:
     from ._core import QueueCore
@@ -60,9 +61,26 @@ class BaseJob(Emitter):
         self.opts.ttl = codec.check_ttl(ms)
         return self
 
-    def remove_on_complete(self, flag: bool = True) -> Self:
-        self.opts.remove_on_complete = bool(flag)
+    def remove_on_complete(self, flag: bool | int | Mapping[str, int] = True) -> Self:
+        """True: Kue's removeOnComplete (gone at once). A count, or {"age": ms, "count": n}:
+        keep at most that many / that recent completed jobs of the type (see _retention.py)."""
+        now, policy = check_retention(flag, "remove_on_complete")
+        self.opts.remove_on_complete = now
+        self._keep("complete", policy)
         return self
+
+    def remove_on_fail(self, flag: bool | int | Mapping[str, int] = True) -> Self:
+        """As remove_on_complete, for jobs that fail for good (True: removed at once)."""
+        now, policy = check_retention(flag, "remove_on_fail")
+        self._keep("failed", ",0" if now else policy)
+        return self
+
+    def _keep(self, state: str, policy: str | None) -> None:
+        keep = dict(self.opts.keep or {})
+        keep.pop(state, None)
+        if policy is not None:
+            keep[state] = policy
+        self.opts.keep = keep or None
 
     def apply(self, **options: Any) -> Self:
         """Set options by keyword (priority=, attempts=, ...); unknown names are an error."""
@@ -83,6 +101,7 @@ class BaseJob(Emitter):
         o.delay = codec.int_field(f, "delay")
         o.ttl = codec.int_field(f, "ttl") or None
         o.remove_on_complete = f.get("removeOnComplete") == "true"
+        o.keep = {s: f[name] for s, name in KEEP_FIELDS.items() if f.get(name)} or None
 
     @property
     def state(self) -> str | None:
@@ -147,6 +166,7 @@ _OPTION_SETTERS = {
     "delay": BaseJob.delay,
     "ttl": BaseJob.ttl,
     "remove_on_complete": BaseJob.remove_on_complete,
+    "remove_on_fail": BaseJob.remove_on_fail,
 }
 
 

@@ -102,3 +102,19 @@ class Keys:
     @property
     def stalls(self) -> str:
         return self.key("pykue:stalls")
+
+    # The fleet watchdog's (lua/watchdog.lua, lua/expire_unowned.lua).
+    @property
+    def watchdog(self) -> str:
+        """hash: the SCAN/ZSCAN/HSCAN cursors its passes resume from."""
+        return self.key("pykue:watchdog")
+
+    @property
+    def ttl_marks(self) -> str:
+        """hash: id -> "<started_at>@<first ttl exceeded announcement ms>" of unowned TTL'd jobs."""
+        return self.key("pykue:ttl")
+
+    @property
+    def orphans(self) -> str:
+        """hash: id -> "<state>@<updated_at>@<first seen ms>" of jobs seen in no set of their state."""
+        return self.key("pykue:orphans")

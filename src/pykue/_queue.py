@@ -146,6 +146,9 @@ class Queue(QueueBase):
         if job.id is not None:
             self._listeners_on_thread().put(functools.partial(self.listeners.add, job.id, job))
 
+    def _unlisten(self, job: BaseJob) -> None:
+        self._listeners_on_thread().put(functools.partial(super()._unlisten, job))
+
     def _expect(self) -> None:
         self._listeners_on_thread().put(self.listeners.expect)
 
@@ -156,11 +159,12 @@ class Queue(QueueBase):
     def process(self, job_type: str, concurrency: int | Handler, handler: Handler | None = None) -> WorkerEngine:
         """Kue's queue.process(type, [n], fn): run `fn` on jobs of `type`, n at a time.
 
-        `fn(job)` returns the result or raises; Kue's `fn(job, done)` calls done(err, result).
+        `fn(job)` returns the result or raises; Kue's `fn(job, done)` calls done(err, result),
+        and `fn(job, ctx, done)` also gets Kue's ctx (ctx.pause(ms, cb) / ctx.resume()).
         Returns at once; jobs run in background threads until shutdown().
         """
-        n, run = self._runner(Job, job_type, concurrency, handler)
-        return self._run(self._background().start_engine(job_type, n, run))
+        n, run, ctx = self._runner(Job, job_type, concurrency, handler)
+        return self._run(ctx.started(self._background().start_engine, job_type, n, run))
 
     def run_forever(self, until: Callable[[], bool] | None = None, timeout: float | None = None) -> None:
         """Block until SIGINT or SIGTERM (or until `until()` is true, checked every 0.2 s),

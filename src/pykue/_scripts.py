@@ -36,7 +36,16 @@ NAMES = (
     "repair_tokens",
     "unlock",
     "retry",
+    "watchdog",
+    "expire_unowned",
+    "repeat",  # feata: repeatable jobs (_schedule.py)
+    "clean",  # feata: queue.clean
+    "set_aside",
 )
+# Scripts whose reply carries job hashes as stored: registered on a client that does not
+# decode, so a byte that is not UTF-8 reaches _codec.claimed_record instead of raising
+# inside redis-py (which would lose the reply and the jobs it claimed).
+UNDECODED = frozenset({"claim"})
 
 
 @cache
@@ -46,8 +55,9 @@ def source(name: str) -> str:
 
 
 class _Registry:
-    def __init__(self, client: Any) -> None:
-        self._s = {name: client.register_script(source(name)) for name in NAMES}
+    def __init__(self, client: Any, raw_client: Any = None) -> None:
+        raw = raw_client or client
+        self._s = {name: (raw if name in UNDECODED else client).register_script(source(name)) for name in NAMES}
 
     def script(self, name: str) -> Any:
         return self._s[name]

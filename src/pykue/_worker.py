@@ -27,10 +27,10 @@ from typing import Any
 from redis.exceptions import RedisError, ResponseError
 
 from . import _codec as codec
-from ._events import checked, decode, encode, raw_client
-from ._job import parse_fields
+from ._events import checked, decode, raw_client
 from ._keys import PROMOTION_LOCK, TTL_LOCK, Keys
 from ._scripts import AsyncScripts
+from ._watchdog import AckLog, WatchdogPass, expire_unowned, watchdog_pass
 
 log = logging.getLogger("pykue.worker")
 
@@ -47,13 +47,25 @@ class Settings:
     ttl_interval: float = 1.0
     reap_interval: float = 1.0
     repair_interval: float = 5.0
+    repeat_interval: float = 0.5  # how often this process looks for due repeatable jobs (feata)
     shutdown_timeout: float = 5.0
+    # The fleet watchdog (see _watchdog.py). stuck_after_ms > 0 opts in to returning unowned
+    # active jobs not updated for that long (a dead Node worker's); job hashes in no set of their
+    # state are indexed again once seen so for orphan_after_ms (0: never).
+    stuck_after_ms: int = 0
+    orphan_after_ms: int = 300_000
+    ttl_grace_ms: int = 1000  # how long a Node worker has to ack "ttl exceeded" (Kue waits 1 s)
+    watchdog_interval: float = 1.0
+    watchdog_batch: int = 100  # SCAN COUNT per sweep: the bound on one pass's work
 
     def __post_init__(self) -> None:
         if self.lease_ms < 100 or self.max_stalled < 0 or self.batch < 1:
             raise ValueError("lease_ms >= 100, max_stalled >= 0 and batch >= 1 are required")
+        if min(self.stuck_after_ms, self.orphan_after_ms, self.ttl_grace_ms) < 0 or self.watchdog_batch < 1:
+            raise ValueError("stuck_after_ms, orphan_after_ms, ttl_grace_ms >= 0 and watchdog_batch >= 1 are required")
 
 
+PAUSED = b"paused"  # claim.lua's reply for a type paused with queue.pause() (claim replies stay undecoded)
 RunFn = Callable[[int, str, dict[str, str], "JobLease"], Awaitable[Any]]
 
 
@@ -177,6 +189,7 @@ class WorkerEngine:
         self._stop = asyncio.Event()
         self._idle = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
+        self.paused_locally = False  # Kue's ctx.pause (see _pause.py)
         self.loop = asyncio.get_running_loop()
 
     def start(self) -> None:
@@ -206,6 +219,9 @@ class WorkerEngine:
             await asyncio.sleep(0)  # let handlers that are finishing free their slots: bigger batches
             if self._stop.is_set():
                 break
+            if self.paused_locally:  # Kue's ctx.pause: take nothing until ctx.resume()
+                await self._nap()
+                continue
             free = self.concurrency - self._running
             self._seq += 1
             self._inflight = self._seq
@@ -223,6 +239,9 @@ class WorkerEngine:
                 continue
             self._inflight = None
             pace = _Backoff(f"claiming {self.type} jobs")
+            if out == PAUSED:  # queue.pause(type): claim.lua took nothing; `taken` stays ours
+                await self._nap()
+                continue
             taken = 0
             if out:
                 self._lease_at = max(self._lease_at, sent)  # the claim extended our lease
@@ -236,15 +255,33 @@ class WorkerEngine:
                 await asyncio.sleep(0.2)
             taken = 1 if got else 0  # that token was ours: the next claim uses one fewer
 
+    async def _nap(self) -> None:
+        """While paused: look again after block_timeout (or stop at once on shutdown)."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), self.settings.block_timeout)
+
+    def _set_aside(self, job_id: int, token: str, reason: str) -> None:
+        """A claimed record no reader can decode fails for good, in the background. If that
+        call fails too, the job stays held under a token no handler owns, which the lease
+        renewal hands back, and the next claim sets it aside again."""
+        log.error("pykue: %s job %s set aside: %s", self.type, job_id, reason)
+        args = [self.keys.prefix, codec.now_ms(), job_id, token, reason]
+        task = asyncio.ensure_future(self.scripts.call("set_aside", self.keys.jobs, args))
+        _ASIDES.add(task)
+        task.add_done_callback(_ASIDES.discard)
+
     def _start_jobs(self, out: list[Any], now: int) -> None:
         claimed = {"state": "active", "started_at": str(now), "updated_at": str(now), "workerId": self.worker_id}
         for i in range(0, len(out), 3):
             token = out[i + 1].decode() if isinstance(out[i + 1], bytes) else str(out[i + 1])
             if not token:  # a bad record claim.lua set aside
-                log.error("pykue: %s job %s: %s", self.type, out[i], out[i + 2])
+                log.error("pykue: %s job %s: %s", self.type, codec.text(out[i]), codec.text(out[i + 2]))
                 continue
             job_id = int(out[i])
-            fields = parse_fields(out[i + 2])
+            fields, problem = codec.claimed_record(out[i + 2])
+            if problem:
+                self._set_aside(job_id, token, problem)
+                continue
             fields.update(claimed)
             held = Held(job_id, token, fields, JobLease(self, job_id, token))
             old = self._held.get(job_id)
@@ -282,6 +319,10 @@ class WorkerEngine:
             self._slot.set()
             if not self._running:
                 self._idle.set()
+
+    def running_tasks(self) -> list[asyncio.Task[None]]:
+        """The handlers running now (Kue's ctx.pause waits for them)."""
+        return [h.task for h in self._held.values() if h.task is not None]
 
     def _forget(self, h: Held) -> None:
         if self._held.get(h.job_id) is h:
@@ -434,6 +475,7 @@ class Maintenance:
 
     def __init__(self, client: Any, scripts: AsyncScripts, keys: Keys, settings: Settings) -> None:
         self.client, self.scripts, self.keys, self.settings = client, scripts, keys, settings
+        self.acks = AckLog(keep_s=10 * max(1.0, settings.ttl_grace_ms / 1000))
         self.types: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -452,10 +494,12 @@ class Maintenance:
     async def _loop(self) -> None:
         s = self.settings
         loop = asyncio.get_running_loop()
-        due = dict.fromkeys(("promote", "ttl", "reap", "repair"), 0.0)
-        every = {"promote": s.promote_interval, "ttl": s.ttl_interval,
-                 "reap": s.reap_interval, "repair": s.repair_interval}  # fmt: skip
-        jobs = {"promote": self.promote, "ttl": self.check_ttl, "reap": self.reap, "repair": self.repair}
+        due = dict.fromkeys(("promote", "ttl", "reap", "repair", "watchdog", "repeat"), 0.0)
+        every = {"promote": s.promote_interval, "ttl": s.ttl_interval, "reap": s.reap_interval,
+                 "repair": s.repair_interval, "watchdog": s.watchdog_interval,
+                 "repeat": s.repeat_interval}  # fmt: skip
+        jobs = {"promote": self.promote, "ttl": self.check_ttl, "reap": self.reap, "repair": self.repair,
+                "watchdog": self.watchdog, "repeat": self.fire_schedules}  # fmt: skip
         while not self._stop.is_set():
             now = loop.time()
             for name, when in due.items():
@@ -502,24 +546,39 @@ class Maintenance:
         args = [self.keys.prefix, codec.now_ms(), self.settings.max_stalled, 1000]
         return [int(x) for x in await self.scripts.call("reap", self.keys.jobs, args)]
 
+    async def fire_schedules(self) -> list[int]:
+        """Repeatable jobs whose tick is due (see _schedule.py); each tick fires once fleet-wide."""
+        from ._schedule import fire_due
+
+        return await fire_due(self.client, self.scripts, self.keys)
+
     async def repair(self) -> int:
         if not self.types:
             return 0
         return int(await self.scripts.call("repair_tokens", self.keys.jobs, [self.keys.prefix, *sorted(self.types)]))
 
+    async def watchdog(self) -> WatchdogPass:
+        """Clean up after Node processes and kue.app (stale leases and marks, orphans; with
+        stuck_after_ms, dead Node workers' jobs): one bounded step per call."""
+        s = self.settings
+        return await watchdog_pass(self.scripts, self.keys, s.stuck_after_ms, s.max_stalled, s.watchdog_batch,
+                                   s.orphan_after_ms)  # fmt: skip
+
     async def check_ttl(self) -> None:
         await self._locked(TTL_LOCK, self._ttl_pass)
 
     async def _ttl_pass(self) -> None:
-        """Fail jobs of ours past their TTL; tell Node's workers about theirs, as Kue does."""
+        """Fail jobs of ours past their TTL; tell Node's workers about theirs, as Kue does, and
+        fail those no Kue worker acks within ttl_grace_ms (their worker died)."""
         now = codec.now_ms()
         expired = await self.client.zrangebyscore(self.keys.state("active"), 100000, now, start=0, num=1000)
+        unowned: list[int] = []
         for member in expired:
             job_id = codec.id_of_member(member)
             if job_id is None:  # not a job: claim.lua and the reaper deal with such entries
                 continue
             if not await self.client.hexists(self.keys.owners, job_id):
-                await self.client.publish(self.keys.events, encode(job_id, "ttl exceeded"))
+                unowned.append(job_id)  # a Node worker's: announced, then failed if nobody acks
                 continue
             raw = await self.client.hmget(self.keys.job(job_id), "backoff", "delay", "attempts")
             f = dict(zip(("backoff", "delay", "attempts"), raw, strict=True))
@@ -528,6 +587,11 @@ class Maintenance:
             msg = "TTL exceeded"
             args = [self.keys.prefix, now, job_id, "*", msg, msg, msg, ms, "ttl"]
             await self.scripts.call("fail", self.keys.jobs, args)
+        await expire_unowned(self.client, self.scripts, self.keys, unowned, self.settings.ttl_grace_ms, self.acks)
+
+
+# Set-aside calls in flight (a reference keeps a task alive until it is done).
+_ASIDES: set[asyncio.Future[Any]] = set()
 
 
 class Subscriber:
@@ -603,7 +667,8 @@ class Runtime:
 
     def __init__(self, client: Any, keys: Keys, settings: Settings) -> None:
         self.client, self.keys, self.settings = client, keys, settings
-        self.scripts = AsyncScripts(client)
+        self.raw_client = raw_client(client)  # for replies that may hold bytes as stored
+        self.scripts = AsyncScripts(client, self.raw_client)
         self.engines: list[WorkerEngine] = []
         self.maintenance = Maintenance(client, self.scripts, keys, settings)
         self.subscriber: Subscriber | None = None
@@ -616,6 +681,7 @@ class Runtime:
         if not self.engines:
             await warn_if_evicting(self.client)
             await self.subscribe(self._answer_ttl)
+            await self.subscribe(self.maintenance.acks.hear)
         self.engines.append(engine)
         engine.start()
         self.maintenance.types.add(job_type)
@@ -655,4 +721,5 @@ class Runtime:
         if self.subscriber is not None:
             await self.subscriber.stop()
             self.subscriber = None
+        await self.raw_client.aclose()
         await self.client.aclose()

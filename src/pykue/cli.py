@@ -13,6 +13,7 @@ import contextlib
 import functools
 import importlib
 import json
+import os
 import signal
 import socket
 import sys
@@ -25,8 +26,10 @@ import click
 import redis
 
 import pykue
+from pykue import cli_features
 from pykue._core import redis_url as default_redis_url
 from pykue._keys import STATES
+from pykue._watchdog import parse_duration_ms
 
 redis_opt = click.option("--redis", "redis_url", default=None, envvar="REDIS_URL", help="Redis URL.")
 prefix_opt = click.option("--prefix", default="q", show_default=True, help="Key prefix (Kue's default is q).")
@@ -167,18 +170,26 @@ class BurstEnd:
         return all(self._idle(t) for t in self.job_types)
 
     def _idle(self, job_type: str) -> bool:
+        """Each answer comes from one MULTI snapshot, so no job slips between two sets unseen."""
         keys = self.queue.keys
-        with self.queue.client.pipeline(transaction=True) as p:  # one snapshot: no job slips between sets
+        horizon = time.time() * 1000 + DUE_SOON_MS
+        with self.queue.client.pipeline(transaction=True) as p:
+            p.zcard(keys.state("inactive", job_type))
+            p.zcard(keys.state("active", job_type))
+            p.zcount(keys.state("delayed"), "-inf", horizon)  # due soon, of any type: usually none
+            inactive, active, due_any = p.execute()
+        if inactive or active or not due_any:
+            return not (inactive or active)
+        with self.queue.client.pipeline(transaction=True) as p:  # some job is due soon: is it one of ours?
             p.zcard(keys.state("inactive", job_type))
             p.zcard(keys.state("active", job_type))
             p.zrange(keys.state("delayed", job_type), 0, -1)
             inactive, active, delayed = p.execute()
-        return inactive == 0 and active == 0 and not self._due_soon(delayed)
+        return inactive == 0 and active == 0 and not self._due_soon(delayed, horizon)
 
-    def _due_soon(self, members: list[str]) -> bool:
+    def _due_soon(self, members: list[str], horizon: float) -> bool:
         if not members:
             return False
-        horizon = time.time() * 1000 + DUE_SOON_MS
         with self.queue.client.pipeline(transaction=False) as p:
             for member in members:
                 p.zscore(self.queue.keys.state("delayed"), member)
@@ -193,6 +204,9 @@ class BurstEnd:
 @click.option("--burst", is_flag=True, help="Exit once no job of the type is inactive, active or due within a minute.")
 @click.option("--burst-timeout", type=click.FloatRange(min=0), default=None,
               help="With --burst: give up after this many seconds (exit 1) even if jobs are left.")  # fmt: skip
+@click.option("--stuck-after", help="Watchdog: re-queue active jobs no pykue worker owns, idle this long (30s, 5m).")
+@click.option("--processes", "-p", type=click.IntRange(min=1), default=None,
+              help="Supervised worker processes (default: one per core).")  # fmt: skip
 @redis_opt
 @prefix_opt
 @friendly
@@ -202,17 +216,34 @@ def worker(
     concurrency: int,
     burst: bool,
     burst_timeout: float | None,
+    stuck_after: str | None,
+    processes: int | None,
     redis_url: str | None,
     prefix: str,
 ) -> None:
     """Process jobs with HANDLER (module:function); graceful on SIGTERM/Ctrl-C."""
+    if burst_timeout is not None and not burst:
+        raise ValueError("--burst-timeout only applies with --burst")
+    after = parse_duration_ms(stuck_after) if stuck_after else 0
+    _load_handler(handler)  # mistakes are exit 2 here, not a crash loop in the children
+    require_redis(default_redis_url(redis_url))
+    args = (handler, job_type, concurrency, burst, burst_timeout, after, redis_url, prefix)
+    sys.exit(pykue.run_workers(_work, processes, args=args, restart=not burst))
+
+
+def _work(handler: str, job_type: str, concurrency: int, burst: bool, burst_timeout: float | None, after: int,
+          redis_url: str | None, prefix: str) -> None:  # fmt: skip
+    """One worker process (run by the supervisor); a SIGTERM that comes during start-up still stops it gracefully."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    settings = pykue.Settings(stuck_after_ms=after, orphan_after_ms=after) if after else None
     fn = _load_handler(handler)
-    queue = pykue.create_queue(redis_url, prefix=prefix)
-    require_redis(queue.url)
+    queue = pykue.create_queue(redis_url, prefix=prefix, settings=settings)
     queue.process(job_type, concurrency, fn)
-    click.echo(f"pykue worker: {job_type} x{concurrency} on {queue.url}", err=True)
+    click.echo(f"pykue worker: {job_type} x{concurrency} on {queue.url} (pid {os.getpid()})", err=True)
     until = BurstEnd(queue, [job_type], burst_timeout) if burst else None
-    queue.run_forever(until=until)
+    queue.run_forever(until=lambda: stop.is_set() or (until is not None and until()))
     if until is not None and until.timed_out:
         click.echo(f"pykue worker: --burst-timeout {burst_timeout}s passed with {job_type} jobs left", err=True)
         sys.exit(1)
@@ -529,6 +560,10 @@ def dashboard(read_only: bool, token: str | None, insecure: bool, prefix: str, *
 
     app = _guarded(create_dashboard, opts, prefix=prefix, read_only=read_only, token=token, insecure=insecure)
     serve("dashboard", app, opts, note=" (read-only)" if read_only else "")
+
+
+for _command in cli_features.COMMANDS:  # issue 12's commands (schedules, pause, resume, clean, ...)
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,10 @@
 -- The rule every transition follows: read and validate everything, then write. Redis does
 -- not roll back a script that errors half-way, so nothing that can raise (a key of the wrong
 -- type, HINCRBY on a corrupt number, a NaN score) may run after the first write. Numbers read
--- from a job hash go through int_of (nil when corrupt), never bare tonumber (which takes
--- "nan", "inf" and "0x10"); a record that fails validation is set aside, not half-moved.
--- Audited (issue 9): claim, complete, fail, enqueue, set_state, set_priority, promote, reap
--- type-check their keys first (wrong_type / is_a) and read job hashes with redis.pcall where
+-- from a job hash go through int_of/num_of (nil when corrupt), never bare tonumber (which
+-- takes "nan", "inf" and "0x10"); a record that fails validation is set aside, not half-moved.
+-- Audited (issue 9): claim, complete, fail, enqueue, set_state, set_priority, set_aside,
+-- retry, promote, reap type-check their keys first (wrong_type / is_a) and read job hashes with redis.pcall where
 -- a read follows a write. progress, remove and unlock write once or read first; renew and
 -- repair_tokens only touch pykue's lease keys and the wake-up lists.
 local P = ARGV[1]
@@ -42,31 +42,42 @@ local function int_of(v)
   return n
 end
 
+-- A stored number in plain decimals within the safe range ("1.5", as Node Kue stores a
+-- fractional priority or delay), or nil. Used where a value is only a score or duration.
+local function num_of(v)
+  if type(v) ~= 'string' or #v > 32 or not string.find(v, '^%-?%d+%.?%d*$') then return nil end
+  local n = tonumber(v)
+  if n > MAX_SAFE or n < -MAX_SAFE then return nil end
+  return n
+end
+
 -- Whether Python's strict UTF-8 decoder accepts s (no overlongs, surrogates or > U+10FFFF):
--- redis-py decodes every reply, and one bad byte in it raises in the worker.
+-- redis-py decodes every reply, and one bad byte in it raises in the worker. ASCII runs are
+-- skipped by find (in C); each multi-byte sequence costs one string.byte call.
 local function utf8_ok(s)
-  local i, n = 1, #s
-  while true do
-    i = string.find(s, '[\128-\255]', i)
-    if not i then return true end
-    local c, len, lo, hi = string.byte(s, i), 0, 128, 191
-    if c >= 194 and c <= 223 then len = 2
-    elseif c == 224 then len, lo = 3, 160
-    elseif c == 237 then len, hi = 3, 159
-    elseif c >= 225 and c <= 239 then len = 3
-    elseif c == 240 then len, lo = 4, 144
-    elseif c >= 241 and c <= 243 then len = 4
-    elseif c == 244 then len, hi = 4, 143
-    else return false end
-    if i + len - 1 > n then return false end
-    local c2 = string.byte(s, i + 1)
-    if c2 < lo or c2 > hi then return false end
-    for j = i + 2, i + len - 1 do
-      local cj = string.byte(s, j)
-      if cj < 128 or cj > 191 then return false end
+  local byte, find = string.byte, string.find
+  local i, n = find(s, '[\128-\255]'), #s
+  while i do
+    local c, c2, c3, c4 = byte(s, i, i + 3)
+    if c < 128 then
+      i = find(s, '[\128-\255]', i + 1)
+    elseif c >= 194 and c <= 223 then
+      if not c2 or c2 < 128 or c2 > 191 then return false end
+      i = i + 2
+    elseif c >= 224 and c <= 239 then
+      local lo, hi = c == 224 and 160 or 128, c == 237 and 159 or 191
+      if not c3 or c2 < lo or c2 > hi or c3 < 128 or c3 > 191 then return false end
+      i = i + 3
+    elseif c >= 240 and c <= 244 then
+      local lo, hi = c == 240 and 144 or 128, c == 244 and 143 or 191
+      if not c4 or c2 < lo or c2 > hi or c3 < 128 or c3 > 191 or c4 < 128 or c4 > 191 then return false end
+      i = i + 4
+    else
+      return false
     end
-    i = i + len
+    if i and i > n then return true end
   end
+  return true
 end
 
 -- A value quoted for an error message: ASCII only, bytes as \xNN, at most 40 characters.
@@ -78,21 +89,19 @@ local function shown(s)
   return "'" .. t .. "'"
 end
 
--- What is wrong with a job hash (f: field -> value, all: HGETALL), or nil if nothing.
-local INT_FIELDS = { 'priority', 'attempts', 'max_attempts', 'delay', 'ttl' }
-local function record_problem(f, all)
-  for i = 1, #all do
-    if not utf8_ok(all[i]) then
-      if i % 2 == 1 then return 'a field name ' .. shown(all[i]) .. ' is not UTF-8' end
-      return 'field ' .. shown(all[i - 1]) .. ' is not UTF-8: ' .. shown(all[i])
-    end
-  end
+-- What is wrong with a job hash (f: field -> value), or nil if nothing. Bytes that are not
+-- UTF-8 are the worker's to find (claim's reply is read undecoded, and Python decodes at C
+-- speed what this would scan byte by byte), except in `type`, which decides whose job it is.
+local INT_FIELDS = { attempts = int_of, max_attempts = int_of, priority = num_of, delay = num_of, ttl = num_of }
+local function record_problem(f)
+  if f.type and not utf8_ok(f.type) then return "field 'type' is not UTF-8: " .. shown(f.type) end
   if not f.type or f.type == '' then return 'job hash has no type field' end
   if not STATES[f.state or ''] then return 'unknown state ' .. shown(f.state or '') end
-  for _, name in ipairs(INT_FIELDS) do
+  for name, parse in pairs(INT_FIELDS) do
     local v = f[name]
-    if v and v ~= '' and not int_of(v) then
-      return 'field ' .. name .. ' is ' .. shown(v) .. ', not an integer within +-2^53'
+    if v and v ~= '' and not parse(v) then
+      local what = parse == int_of and 'an integer' or 'a number'
+      return 'field ' .. name .. ' is ' .. shown(v) .. ', not ' .. what .. ' within +-2^53'
     end
   end
   return nil
@@ -166,7 +175,7 @@ local function drop_lease(id, token)
 end
 
 local function active_score(priority, ttl, now)
-  ttl = int_of(ttl)
+  ttl = num_of(ttl)
   if ttl and ttl > 0 then return now + ttl end
   if priority < 0 then return priority end
   return -priority
@@ -199,13 +208,42 @@ local function remove_job(id)
   return f[1]
 end
 
+-- feata: remove_on_complete/remove_on_fail {age, count} (see _retention.py). The finished
+-- jobs of a type that carry a policy sit in P:pykue:kept:<state>:<type> by finish time;
+-- those beyond the count or older than the age go (at most 100 per call), if still `state`.
+local function retain(id, jtype, state, policy, now)
+  local age, count = string.match(policy, '^(%d*),(%d*)$')
+  age, count = tonumber(age), tonumber(count)
+  local kept = k('pykue:kept:' .. state .. ':' .. jtype)
+  if not is_a(kept, 'zset') then return end  -- a corrupt bookkeeping key never fails the finish
+  redis.call('ZADD', kept, now, id)
+  local victims = {}
+  if count then
+    local over = redis.call('ZCARD', kept) - count
+    if over > 0 then victims = redis.call('ZRANGE', kept, 0, math.min(over, 100) - 1) end
+  end
+  if age then
+    for _, v in ipairs(redis.call('ZRANGEBYSCORE', kept, '-inf', '(' .. (now - age), 'LIMIT', 0, 100)) do
+      victims[#victims + 1] = v
+    end
+  end
+  for _, v in ipairs(victims) do
+    redis.call('ZREM', kept, v)
+    local now_state = redis.pcall('HGET', jobkey(v), 'state')
+    if now_state == state then
+      remove_job(v)
+      publish(v, 'remove', ',' .. jstr(jtype))
+    end
+  end
+end
+
 -- Record a failure; retry (delay >= 0: delayed, -1: inactive) while attempts remain.
 -- Returns attempts made, negative when the job is now failed for good.
 -- The caller has checked that the job key is a hash and the global state sets are zsets.
 local function fail_job(id, now, err, logline, msg, delay)
   local key = jobkey(id)
-  local f = redis.call('HMGET', key, 'type', 'priority', 'max_attempts', 'state', 'attempts')
-  local pri, max = int_of(f[2]) or 0, int_of(f[3]) or 1
+  local f = redis.call('HMGET', key, 'type', 'priority', 'max_attempts', 'state', 'attempts', 'pykue_keep_failed')
+  local pri, max = num_of(f[2]) or 0, int_of(f[3]) or 1
   local attempts = (int_of(f[5]) or 0) + 1  -- not HINCRBY: it errors on a corrupt count
   local retry = (delay and delay >= 0) and 'delayed' or 'inactive'
   local jtype = writable_type(f[1], f[4], retry)
@@ -223,5 +261,22 @@ local function fail_job(id, now, err, logline, msg, delay)
   end
   set_state(id, jtype, f[4], 'failed', pri)
   publish(id, 'failed', ',' .. jstr(msg) .. ',null')
+  if f[6] and jtype then retain(id, jtype, 'failed', f[6], now) end  -- feata: remove_on_fail
   return -attempts
+end
+
+-- A stall count belongs to one run of the job: STALLS holds "<count>@<run>", the run being
+-- "<attempts>/<failed_at>", which every outcome changes, whoever writes it (Node or pykue).
+-- A count left by an earlier run starts over, so a job that a Node worker completed or
+-- failed since is not failed for its next single stall.
+local function stall_run(attempts, failed_at) return (attempts or '0') .. '/' .. (failed_at or '') end
+local function count_stall(id, run)
+  local old = redis.call('HGET', STALLS, id)
+  local n = 1
+  if old then
+    local c, r = string.match(old, '^(%d+)@(.*)$')
+    if r == run then n = tonumber(c) + 1 end
+  end
+  redis.call('HSET', STALLS, id, n .. '@' .. run)
+  return n
 end

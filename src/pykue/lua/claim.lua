@@ -1,13 +1,16 @@
 -- Claim up to `count` inactive jobs of one type for a worker, atomically: the job leaves
 -- inactive, becomes active with an owner token and a lease, and its wake-up token is used.
--- Stray index entries are dropped. A bad record (a byte that is not UTF-8 in any field, no
--- type, an unknown state, a corrupt number, a key that is not a hash, an id that is not a
--- number) is set aside, never returned: failed with an error naming the field and reason
--- when it has a hash to carry that, else only unindexed; the batch goes on either way.
+-- Stray index entries are dropped. A bad record (no type or one that is not UTF-8, an unknown
+-- state, a corrupt number, a key that is not a hash, an id that is not a number) is set
+-- aside, never returned: failed with an error naming the field and reason when it has a
+-- hash to carry that, else only unindexed; the batch goes on either way. Other bytes that
+-- are not UTF-8 are the worker's to find: this reply is read undecoded (see _scripts.py
+-- UNDECODED) and the worker sets such a record aside with set_aside.lua.
 -- The queue's own keys are type-checked first, so nothing below can raise after a write.
 -- ARGV: prefix, now, type, count, lease_ms, token_base ("<worker>:<claim>"), worker_id,
 --       tokens_already_taken
--- Returns a flat list of triples. Claimed: id, token, HGETALL (as it was before the claim;
+-- Returns 'paused' (nothing claimed) while the type is in P:pykue:paused (queue.pause).
+-- Otherwise a flat list of triples. Claimed: id, token, HGETALL (as it was before the claim;
 -- the caller applies state, started_at, updated_at and workerId itself). Set aside: the
 -- zset member (quoted), "", the reason (for the worker's log).
 local now, jtype, count = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
@@ -17,9 +20,10 @@ local bad_keys = wrong_type({
   { tset, 'zset' }, { k('jobs:inactive'), 'zset' }, { k('jobs:active'), 'zset' }, { k('jobs'), 'zset' },
   { k('jobs:' .. jtype .. ':active'), 'zset' }, { k('jobs:failed'), 'zset' },
   { k('jobs:' .. jtype .. ':failed'), 'zset' }, { OWNERS, 'hash' }, { held(worker_of(base)), 'set' },
-  { WORKERS, 'zset' }, { k(jtype .. ':jobs'), 'list' },
+  { WORKERS, 'zset' }, { k(jtype .. ':jobs'), 'list' }, { k('pykue:paused'), 'set' },
 })
 if bad_keys then return bad_keys end
+if redis.call('SISMEMBER', k('pykue:paused'), jtype) == 1 then return 'paused' end  -- queue.pause(type)
 local start_tail = ',' .. jstr(jtype) .. ',null'
 local out, claimed = {}, 0
 
@@ -32,7 +36,7 @@ end
 -- Failed for good with the reason, in the failed sets of its own (checked) type only.
 local function set_aside(id, z, f, reason)
   local msg = 'pykue: ' .. reason .. '; set aside'
-  local pri = int_of(f.priority) or 0
+  local pri = num_of(f.priority) or 0
   redis.call('ZREM', k('jobs:inactive'), z)
   redis.call('HSET', jobkey(id), 'state', 'failed', 'error', msg, 'failed_at', now, 'updated_at', now)
   redis.call('ZADD', k('jobs:failed'), pri, z)
@@ -61,7 +65,7 @@ while claimed < count do
   else
     local f = {}
     for i = 1, #all, 2 do f[all[i]] = all[i + 1] end
-    local problem = record_problem(f, all)
+    local problem = record_problem(f)
     -- A stale entry (the job is in another state, or of another type) is only dropped.
     local ours = (f.state == 'inactive' or not STATES[f.state or ''])
       and (f.type == jtype or (f.type or '') == '' or not utf8_ok(f.type))
@@ -69,7 +73,7 @@ while claimed < count do
       set_aside(id, z, f, problem)
     elseif not problem and f.state == 'inactive' and f.type == jtype then
       claimed = claimed + 1
-      local pri = int_of(f.priority) or 0
+      local pri = num_of(f.priority) or 0
       redis.call('ZREM', k('jobs:inactive'), z)
       redis.call('HSET', jobkey(id), 'state', 'active', 'started_at', now, 'updated_at', now, 'workerId', wid)
       redis.call('ZADD', k('jobs:active'), active_score(pri, f.ttl, now), z)

@@ -18,7 +18,8 @@ for j = 0, n - 1 do
   local id, token, dur, result = ARGV[4 + j * 4], ARGV[5 + j * 4], ARGV[6 + j * 4], ARGV[7 + j * 4]
   local key = jobkey(id)
   local f = redis.call('HGET', OWNERS, id) == token and is_a(held(worker_of(token)), 'set')
-    and redis.pcall('HMGET', key, 'type', 'priority', 'removeOnComplete', 'state', 'attempts')
+    and redis.pcall('HMGET', key, 'type', 'priority', 'removeOnComplete', 'state', 'attempts',
+                                  'pykue_keep_complete')
   if f and f.err then
     drop_lease(id, token)
     res[#res + 1] = 0
@@ -34,13 +35,15 @@ for j = 0, n - 1 do
       redis.call('HSET', key, 'duration', dur, 'progress', 100, 'updated_at', now, 'state', 'complete',
                  'attempts', attempts)
     end
-    set_state(id, jtype, f[4], 'complete', int_of(f[2]) or 0, nil, true)
+    set_state(id, jtype, f[4], 'complete', num_of(f[2]) or 0, nil, true)
     work = work + tonumber(dur)
     if result == '' then result = 'null' end
     publish(id, 'complete', ',' .. result .. ',null')
     if f[3] == 'true' then
       remove_job(id)
       publish(id, 'remove', ',' .. jstr(f[1] or ''))
+    elseif f[6] and jtype then
+      retain(id, jtype, 'complete', f[6], now)  -- feata: remove_on_complete {age, count}
     end
     res[#res + 1] = 1
   else

@@ -5,7 +5,7 @@ local key = jobkey(id)
 redis.call('HSET', key, 'progress', pct, 'updated_at', now)
 if data ~= '' then redis.call('HSET', key, 'progress_data', data) else data = 'null' end
 local f = redis.call('HMGET', key, 'state', 'ttl')
-local ttl = int_of(f[2])
+local ttl = num_of(f[2])
 if f[1] == 'active' and ttl and ttl > 0 then
   redis.call('ZADD', k('jobs:active'), now + ttl, zid(id))
 end

@@ -13,7 +13,7 @@ for _, z in ipairs(due) do
   elseif writable_type(f[2], 'delayed', 'inactive') and is_a(k(f[2] .. ':jobs'), 'list') then
     publish(id, 'promotion')
     redis.call('HSET', jobkey(id), 'updated_at', now)
-    set_state(id, f[2], 'delayed', 'inactive', int_of(f[3]) or 0)
+    set_state(id, f[2], 'delayed', 'inactive', num_of(f[3]) or 0)
     publish(id, 'enqueue', ',' .. jstr(f[2]))
     n = n + 1
   end

@@ -24,11 +24,12 @@ end
 local requeued, failed = 0, 0
 for _, id in ipairs(orphans) do
   local key = jobkey(id)
-  local f = redis.pcall('HMGET', key, 'state', 'type', 'priority')  -- no error after the writes above
+  -- no error after the writes above
+  local f = redis.pcall('HMGET', key, 'state', 'type', 'priority', 'attempts', 'failed_at')
   if not f.err and f[1] == 'active' and writable_type(f[2], 'active', 'inactive')
       and writable_type(f[2], 'failed', 'failed') and is_a(k(f[2] .. ':jobs'), 'list') then
-    local stalls = redis.call('HINCRBY', STALLS, id, 1)
-    local pri = int_of(f[3]) or 0
+    local stalls = count_stall(id, stall_run(f[4], f[5]))
+    local pri = num_of(f[3]) or 0
     if stalls > max_stalled then
       local msg = 'job stalled more than allowable limit'
       redis.call('HSET', key, 'error', msg, 'failed_at', now, 'updated_at', now)

@@ -20,9 +20,9 @@ if jtype and new == 'inactive' and not is_a(k(jtype .. ':jobs'), 'list') then jt
 local owner = redis.call('HGET', OWNERS, id)
 if owner and not is_a(held(worker_of(owner)), 'set') then return redis.error_reply('pykue: held set is not a set') end
 drop_lease(id)
-local pri = int_of(f[2]) or 0
+local pri = num_of(f[2]) or 0
 local score = nil
-if new == 'delayed' then score = int_of(f[5]) or now end
+if new == 'delayed' then score = num_of(f[5]) or now end
 if new == 'active' then score = active_score(pri, f[4], now) end
 if new == 'complete' and not bare then redis.call('HSET', key, 'progress', 100) end
 if new == 'failed' and not bare then redis.call('HSET', key, 'failed_at', now) end

@@ -3,6 +3,9 @@
 //   node kue-tool.js get ID                             -> Job.get(ID).toJSON() + raw hash
 //   node kue-tool.js log ID TEXT | logs ID | counts TYPE
 //   node kue-tool.js work TYPE MODE [CONCURRENCY]       -> "ready", then a line per job
+//       MODE ok | log | fail | slow (3 s) | hang (never calls done: kill it to make a dead worker)
+//       | popped (Kue's real BLPOP + zpop + Job.get, then stops before job.active(): {"popped":ID})
+//   node kue-tool.js state ID STATE                     -> Job.get(ID).state(STATE), as kue.app does
 //   node kue-tool.js creator | processor                -> the seed's 7-job_creator/processor
 //   node kue-tool.js app PORT                           -> kue.app (the JSON API) on PORT
 'use strict';
@@ -12,7 +15,9 @@ if (!process.env.REDIS_URL) {
   console.error('kue-tool: set REDIS_URL (e.g. redis://127.0.0.1:PORT/0)');
   process.exit(2);
 }
-const queue = kue.createQueue({ prefix: process.env.KUE_PREFIX || 'q', redis: process.env.REDIS_URL });
+// KUE_CHECK_INTERVAL (ms): Kue's promotion and TTL checker period (1000); a huge one leaves both to pykue.
+const promotion = process.env.KUE_CHECK_INTERVAL ? { interval: Number(process.env.KUE_CHECK_INTERVAL) } : undefined;
+const queue = kue.createQueue({ prefix: process.env.KUE_PREFIX || 'q', redis: process.env.REDIS_URL, promotion });
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
 const [cmd, ...args] = process.argv.slice(2);
 const bye = (code) => queue.shutdown(1000, () => process.exit(code || 0));
@@ -71,14 +76,22 @@ const commands = {
   },
   work() {
     const [type, mode, conc] = args;
+    if (mode === 'popped') kue.Job.prototype.active = function () { out({ popped: this.id }); };
     queue.process(type, Number(conc || 1), (job, done) => {
       out({ worked: job.id, data: job.data, priority: job.priority(), attempts: job._attempts });
       if (mode === 'log') job.log('node saw %s', job.id);
       if (mode === 'fail') return done(new Error('node says no ' + job.id));
       if (mode === 'slow') return setTimeout(done, 3000);
+      if (mode === 'hang') return;
       done(null, { by: 'node', id: job.id });
     });
     out('ready');
+  },
+  state() {
+    kue.Job.get(args[0], (err, job) => {
+      if (err) { out({ error: String(err.message || err) }); return bye(1); }
+      job.state(args[1], (e) => { out({ state: args[1], error: e ? String(e) : null }); bye(e ? 1 : 0); });
+    });
   },
   creator() {
     const jobs = require('./seed-jobs.json');
