@@ -63,3 +63,12 @@ PY = sys.executable
 from tests.twins import tq, twin  # noqa: E402  (fixtures: one body for both twins)
 
 __all__ = ["tq", "twin"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _patient_browser() -> None:
+    """Browser assertions poll the page up to 15 s (Playwright's default is 5 s), as
+    `wait_for` does for Redis: on a loaded 2-core machine a render can take longer."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=15_000)

@@ -142,6 +142,9 @@ function closeJob() {
 // A job that cannot be shown closes the panel: it must never show one job under another's id.
 async function openJob(id) {
   const seq = ++openSeq;
+  // The job asked for is the open one from now on: a live refresh that starts before this
+  // answer arrives reopens it, not the job that was open before the click.
+  view.open = String(id);
   let job;
   try {
     job = await api('GET', `/job/${encodeURIComponent(id)}`);
