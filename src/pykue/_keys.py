@@ -46,9 +46,33 @@ def id_from_zid(member: str) -> int:
     return int(member.split("|", 1)[1])
 
 
+# The queue's fixed keys, by name after the prefix, in the order every script receives them
+# as KEYS (lua/_lib.lua's DECLARED lists the same names; tests/test_cluster.py checks).
+# Per-job and per-type keys (job:ID, jobs:TYPE:STATE, pykue:held:WORKER, ...) are derived in
+# Lua from the prefix: on Redis Cluster the prefix carries a {hash tag}, so they share the slot.
+DECLARED = (
+    "jobs", "ids", "job:types", "stats:work-time",
+    "jobs:inactive", "jobs:active", "jobs:complete", "jobs:failed", "jobs:delayed",
+    "pykue:owners", "pykue:workers", "pykue:stalls", "pykue:watchdog", "pykue:ttl", "pykue:orphans",
+    "pykue:paused", "pykue:repeat", "pykue:repeat:next",
+)  # fmt: skip
+
+
+def hash_tag(prefix: str) -> str | None:
+    """The {tag} Redis Cluster hashes a key by (its first non-empty {...}), or None."""
+    start = prefix.find("{")
+    end = prefix.find("}", start + 1) if start >= 0 else -1
+    return prefix[start + 1 : end] if end > start + 1 else None
+
+
 @dataclass(frozen=True)
 class Keys:
     prefix: str = "q"
+
+    @property
+    def declared(self) -> tuple[str, ...]:
+        """Every fixed key a script may touch, passed as its KEYS."""
+        return tuple(self.key(name) for name in DECLARED)
 
     def key(self, name: str) -> str:
         return f"{self.prefix}:{name}"
