@@ -16,7 +16,7 @@ from ._codec import Failure
 from ._errors import NoQueueError
 from ._events import Emitter
 from ._job import BaseJob, BoundJob, data_of, parse_fields
-from ._keys import Keys, State, check_state
+from ._keys import Keys, State, check_state, hash_tag
 from ._listeners import JobListeners
 from ._pause import WorkerContext
 from ._testmode import TestMode
@@ -45,11 +45,14 @@ def default_queue(kind: type[Q]) -> Q:
 
 
 class QueueCore(Emitter):
-    def __init__(self, prefix: str, settings: Settings | None) -> None:
+    def __init__(self, prefix: str, settings: Settings | None, cluster: bool = False) -> None:
         super().__init__()
         if not isinstance(prefix, str) or not prefix or any(c in prefix for c in " \n\r\t"):
             raise ValueError(f"prefix must be a non-empty string without spaces; got {prefix!r}")
-        self.keys = Keys(prefix)
+        if cluster and hash_tag(prefix) is None:
+            raise ValueError(f"on a Redis Cluster the prefix must carry a hash tag, such as {{{prefix}}}, so that "
+                             f"all of the queue's keys share a slot; got {prefix!r}")  # fmt: skip
+        self.keys = Keys(prefix, cluster)
         self.settings = settings or Settings()
         self.test_mode = TestMode()
         self.listeners = JobListeners(self)

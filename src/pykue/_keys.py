@@ -68,6 +68,17 @@ def hash_tag(prefix: str) -> str | None:
 @dataclass(frozen=True)
 class Keys:
     prefix: str = "q"
+    cluster: bool = False  # on a Redis Cluster Kue's unprefixed locks would sit in another slot
+
+    @property
+    def promotion_lock(self) -> str:
+        """Kue's delayed-job promotion lock: shared with Node Kue, so unprefixed as Kue has it,
+        except on a cluster (which Kue 0.11.6 cannot use), where it joins the queue's slot."""
+        return self.key(PROMOTION_LOCK) if self.cluster else PROMOTION_LOCK
+
+    @property
+    def ttl_lock(self) -> str:
+        return self.key(TTL_LOCK) if self.cluster else TTL_LOCK
 
     @property
     def declared(self) -> tuple[str, ...]:

@@ -28,7 +28,7 @@ from redis.exceptions import RedisError, ResponseError
 from . import _codec as codec
 from . import _scripts as sc
 from ._events import checked, decode, raw_client
-from ._keys import PROMOTION_LOCK, TTL_LOCK, Keys
+from ._keys import Keys
 from ._scripts import AsyncScripts
 from ._watchdog import AckLog, WatchdogPass, expire_unowned, watchdog_pass
 
@@ -527,7 +527,7 @@ class Maintenance:
 
     async def promote(self) -> int:
         call = sc.promote(self.keys, now=codec.now_ms(), limit=1000)
-        return int(await self._locked(PROMOTION_LOCK, lambda: self.scripts.run(call)) or 0)
+        return int(await self._locked(self.keys.promotion_lock, lambda: self.scripts.run(call)) or 0)
 
     async def reap(self) -> list[int]:
         """Only after a full lease of seeing Redis answer: when Redis was down or stalled (or
@@ -559,7 +559,7 @@ class Maintenance:
                                    s.orphan_after_ms)  # fmt: skip
 
     async def check_ttl(self) -> None:
-        await self._locked(TTL_LOCK, self._ttl_pass)
+        await self._locked(self.keys.ttl_lock, self._ttl_pass)
 
     async def _ttl_pass(self) -> None:
         """Fail jobs of ours past their TTL; tell Node's workers about theirs, as Kue does, and
@@ -602,7 +602,7 @@ class Subscriber:
 
     async def start(self) -> None:
         """Returns once the subscription is confirmed, so no later event is missed."""
-        self._raw = raw_client(self.client)
+        self._raw = await raw_client(self.client).initialize()  # a cluster client learns its slots here
         self._pubsub = self._raw.pubsub()
         await self._pubsub.subscribe(self.channel)
         while True:
