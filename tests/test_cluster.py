@@ -81,6 +81,11 @@ def _lifecycle(q: pykue.Queue) -> dict[str, Any]:
     gone = q.create("other", {"n": 5}).save()
     wait_for(lambda: q.complete_count() == 3 and q.failed_count() == 1, what="the jobs to finish")
     assert gone.remove() and q.inactive_count("other") == 0
+    q.pause("other")  # a type paused fleet-wide, and a schedule: pipelines in the queue's slot
+    sched = q.repeat("other", {"n": 6}, every_ms=60_000)
+    assert q.paused() == ["other"] and [s.key for s in q.schedules()] == [sched.key]
+    assert q.unrepeat(sched.key) and q.schedules() == []
+    q.resume("other")
     q.retry(failing.id or 0)  # again, it fails again
     wait_for(lambda: runs.get(failing.id or 0) == 2 and q.failed_count() == 1, what="the retried job to fail")
     wait_for(lambda: f"complete {done.id}" in seen, what="the complete event")
