@@ -38,6 +38,7 @@ def layout(prefix: str) -> re.Pattern[str]:
     derived = [
         r"job:\d+", r"job:\d+:log", r"jobs:[^:]+:(inactive|active|complete|failed|delayed)", r"[^:]+:jobs",
         r"pykue:held:[^:]+", r"pykue:kept:(complete|failed):[^:]+", "promotion:lock", "activeJobsTTL:lock",
+        r"pykue:limit:[^:]+", r"pykue:dependents:\d+", r"pykue:deps:\d+",
     ]  # fmt: skip
     return re.compile(rf"{p}:(?:{fixed}|{'|'.join(derived)})")
 

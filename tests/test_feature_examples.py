@@ -9,11 +9,36 @@ import pytest
 from tests.conftest import PY, ROOT, py_env
 
 EXPECTED = {
+    "rate_limit.py": [
+        "limits: {'sms': (2, 300)}",
+        "6 sent over three windows (>= 0.6 s): True",
+        "failed: 0",
+        "limits: {}",
+    ],
+    "unique_jobs.py": [
+        "same job: True - deduplicated: True",
+        "jobs in the queue: 1",
+        "result: report for 2026-11-28",
+        "after it completed, the key is free again: new job True",
+    ],
+    "dependencies.py": [
+        "index waits: delayed",
+        "index: index - after fetch and parse: True",
+        "cleanup ran although upload failed: True",
+        "notify: pykue: dependency 4 failed",
+    ],
     "retries_and_backoff.py": [
         "attempt 1 failed: card network timed out",
         "attempt 2 failed: card network timed out",
         "charged: {'order': 42, 'tries': 3}",
         "delay before the last retry: 150 ms",
+    ],
+    "many_types_and_logging.py": [
+        "workers: email x2, resize x4",
+        "1 email complete 1",
+        "2 resize complete 1",
+        "3 resize failed 2 bmp is not supported",
+        "3 resize retry 1 bmp is not supported",
     ],
     "async_worker.py": [f"{i + 1} img{i}.png -> 128px ['resizing img{i}.png']" for i in range(3)],
     "wait_for_result.py": [

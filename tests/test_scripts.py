@@ -116,7 +116,7 @@ def test_pythons_key_builders_are_the_declared_keys() -> None:
     python_side = {
         keys.jobs, keys.ids, keys.types, keys.work_time, *(keys.state(s) for s in STATES),
         keys.owners, keys.workers, keys.stalls, keys.watchdog, keys.ttl_marks, keys.orphans,
-        paused_key(keys), schedules_key(keys), next_key(keys),
+        paused_key(keys), schedules_key(keys), next_key(keys), keys.limits, keys.unique,
     }  # fmt: skip
     assert python_side == set(keys.declared) and len(keys.declared) == len(DECLARED)
 

@@ -13,8 +13,10 @@ from dataclasses import replace
 from typing import Any, Self, cast
 
 import redis.asyncio
+from redis.exceptions import ResponseError
 
 from . import _codec as codec
+from . import _features as features
 from . import _scripts as sc
 from ._core import STAT_NAMES, QueueCore, default_queue, remember, stats_dict
 from ._errors import InvalidJobError, JobNotFoundError
@@ -51,7 +53,8 @@ class AsyncJob(BoundJob):
         return self
 
     async def remove(self) -> bool:
-        return await self.queue.scripts.run(sc.remove(self.queue.keys, job_id=self.id or 0)) is sc.Outcome.DONE
+        call = sc.remove(self.queue.keys, job_id=self.id or 0, now=codec.now_ms())
+        return await self.queue.scripts.run(call) is sc.Outcome.DONE
 
     async def set_state(self, state: str) -> Self:
         checked = check_state(state)
@@ -165,14 +168,22 @@ class AsyncQueueBase(QueueCore):
             chunk = jobs[i * SAVE_CHUNK : (i + 1) * SAVE_CHUNK]
             await self._enqueue(chunk, call, fields, listening)
 
-    async def _enqueue(self, jobs: Sequence[AsyncJob], call: sc.Call[list[int]], fields: list[list[str]],
+    async def _enqueue(self, jobs: Sequence[AsyncJob], call: sc.Call[list[Any]], fields: list[list[str]],
                        listening: bool) -> None:  # fmt: skip
         if listening:
             self._expect()
         ids: list[Any] = []
         try:
-            ids = await self.scripts.run(call)
+            try:
+                raw = await self.scripts.run(call)
+            except ResponseError as exc:
+                raise features.enqueue_error(exc) from None
+            ids, held = features.saved_ids(raw)
             self._after_save(jobs, ids, fields)
+            for job, dup in zip(jobs, held, strict=True):
+                job.deduplicated = dup  # then it is the unfinished job holding its unique key
+                if dup or job._after:  # a dependent's state is decided by enqueue.lua
+                    await job.refresh()
         finally:
             if listening:
                 self._settle([(job.id, job) for job in jobs if job.id is not None and job.has_listeners()])
@@ -183,6 +194,23 @@ class AsyncQueueBase(QueueCore):
         owner token in the same call: its outcome is refused."""
         call = sc.retry(self.keys, now=codec.now_ms(), job_id=job_id, force=force)
         retry_outcome(job_id, await self.scripts.run(call))
+
+    async def limit(self, job_type: str, max: int | None, per_ms: int = 1000) -> None:
+        """At most `max` jobs of the type start per `per_ms` window across every pykue worker
+        (None clears it); jobs over the limit stay inactive until the window reopens."""
+        codec.check_type(job_type)
+        spec = features.limit_spec(max, per_ms)
+        async with self.client.pipeline(transaction=True) as p:
+            if spec is None:
+                p.hdel(self.keys.limits, job_type)
+                p.delete(self.keys.limit_window(job_type))
+            else:
+                p.hset(self.keys.limits, job_type, spec)
+            await p.execute()
+
+    async def limits(self) -> dict[str, tuple[int, int]]:
+        """The rate limits set: {type: (max, per_ms)}."""
+        return features.parse_limits(await self.client.hgetall(self.keys.limits))
 
     async def _progress(self, job: AsyncJob, pct: int, data: Any) -> None:
         data_json = codec.js_dumps(data, "progress data") if data is not None else ""

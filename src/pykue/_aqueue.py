@@ -16,6 +16,7 @@ from ._api_async import AsyncJob, AsyncQueueBase
 from ._core import Handler
 from ._errors import ShutdownError
 from ._events import Listener
+from ._handlers import HandlerTable, handler_table
 from ._job import BaseJob
 from ._worker import Runtime, Settings, WorkerEngine
 from .connection import ConnectionSettings
@@ -98,6 +99,12 @@ class AsyncQueue(AsyncQueueBase):
         if self.has_listeners():
             await self.listen()  # queue-level listeners hear this worker's first jobs
         return await ctx.started(self._runtime.start_engine, job_type, n, run)
+
+    async def process_many(self, handlers: HandlerTable, concurrency: int = 1) -> list[WorkerEngine]:
+        """One worker for many job types: `{type: handler or (concurrency, handler)}`, each
+        type with its own concurrency (`concurrency` where the table gives none)."""
+        table = handler_table(handlers, concurrency)
+        return [await self.process(job_type, n, fn) for job_type, n, fn in table]
 
     async def run_forever(self, until: Callable[[], bool] | None = None, timeout: float | None = None) -> None:
         """Wait for SIGINT or SIGTERM (or until `until()` is true, checked every 0.2 s), then

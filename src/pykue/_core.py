@@ -81,7 +81,7 @@ class QueueCore(Emitter):
         if job.id is not None and not job.has_listeners() and self.listeners.jobs.get(job.id) is job:
             del self.listeners.jobs[job.id]
 
-    def _enqueue_args(self, jobs: Sequence[BaseJob], now: int) -> tuple[sc.Call[list[int]], list[list[str]]]:
+    def _enqueue_args(self, jobs: Sequence[BaseJob], now: int) -> tuple[sc.Call[list[Any]], list[list[str]]]:
         """One enqueue call; every job is validated before anything is sent."""
         all_fields = [job._new_fields(now) for job in jobs]
         specs = [(job.type, "delayed" if job.opts.delay > 0 else "inactive", job.opts.priority, now + job.opts.delay,

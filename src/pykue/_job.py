@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Self
 
 from . import _codec as codec
+from . import _features as features
 from ._errors import InvalidJobError
 from ._events import Emitter
 from ._retention import KEEP_FIELDS, check_retention
@@ -28,6 +29,10 @@ class BaseJob(Emitter):
         self.opts = codec.JobOptions()
         self.fields: dict[str, str] = dict(fields or {})
         self.token: str | None = None  # owner token while a worker of ours runs it
+        self._unique: str | None = None  # issue 12 (see _features.py)
+        self._after: list[int] = []
+        self._on_failure = "fail"
+        self.deduplicated = False  # save() found an unfinished job holding the unique key: this is it
         self.lease: JobLease | None = None  # while a worker of ours runs it
         if fields:
             self._opts_from_fields()
@@ -68,6 +73,22 @@ class BaseJob(Emitter):
         self.opts.remove_on_complete = now
         self._keep("complete", policy)
         return self
+
+    def unique(self, key: str) -> Self:
+        """While an unfinished job holds `key`, saving this one returns that job instead."""
+        self._unique = features.unique_key(key)
+        return self
+
+    def after(self, *jobs: Any, on_failure: str = "fail") -> Self:
+        """Run only once these saved jobs (or ids) complete; if one fails for good (or is
+        removed) this job fails too (`on_failure="fail"`) or runs anyway (`"run"`)."""
+        self._after = features.parent_ids(jobs)
+        self._on_failure = features.check_on_failure(on_failure)
+        return self
+
+    @property
+    def unique_key(self) -> str | None:
+        return self._unique or self.fields.get("pykue_unique")
 
     def remove_on_fail(self, flag: bool | int | Mapping[str, int] = True) -> Self:
         """As remove_on_complete, for jobs that fail for good (True: removed at once)."""
@@ -125,7 +146,8 @@ class BaseJob(Emitter):
 
     def _new_fields(self, now: int) -> list[str]:
         data_json = codec.js_dumps(self.data, "job data")
-        return codec.new_job_fields(self.type, data_json, self.opts, now)
+        fields = codec.new_job_fields(self.type, data_json, self.opts, now)
+        return fields + features.feature_fields(self._unique, self._after, self._on_failure)
 
     def _load(self, fields: Mapping[str, str]) -> None:
         self.fields = dict(fields)
@@ -159,13 +181,14 @@ class BaseJob(Emitter):
         return out
 
 
-_OPTION_SETTERS = {
+_OPTION_SETTERS: dict[str, Callable[[BaseJob, Any], Any]] = {
     "priority": BaseJob.priority,
     "attempts": BaseJob.attempts,
     "backoff": BaseJob.backoff,
     "delay": BaseJob.delay,
     "ttl": BaseJob.ttl,
     "remove_on_complete": BaseJob.remove_on_complete,
+    "unique": BaseJob.unique,
     "remove_on_fail": BaseJob.remove_on_fail,
 }
 

@@ -54,7 +54,7 @@ DECLARED = (
     "jobs", "ids", "job:types", "stats:work-time",
     "jobs:inactive", "jobs:active", "jobs:complete", "jobs:failed", "jobs:delayed",
     "pykue:owners", "pykue:workers", "pykue:stalls", "pykue:watchdog", "pykue:ttl", "pykue:orphans",
-    "pykue:paused", "pykue:repeat", "pykue:repeat:next",
+    "pykue:paused", "pykue:repeat", "pykue:repeat:next", "pykue:limits", "pykue:unique",
 )  # fmt: skip
 
 
@@ -153,3 +153,26 @@ class Keys:
     def orphans(self) -> str:
         """hash: id -> "<state>@<updated_at>@<first seen ms>" of jobs seen in no set of their state."""
         return self.key("pykue:orphans")
+
+    # Issue 12's (lua/claim.lua, lua/enqueue.lua, _lib.lua's release_dependents).
+    @property
+    def limits(self) -> str:
+        """hash: job type -> "<max>:<per_ms>", the rate limits."""
+        return self.key("pykue:limits")
+
+    def limit_window(self, job_type: str) -> str:
+        """string: jobs of the type claimed in the current window; expires with it."""
+        return self.key(f"pykue:limit:{job_type}")
+
+    @property
+    def unique(self) -> str:
+        """hash: unique key -> id of the job holding it."""
+        return self.key("pykue:unique")
+
+    def dependents(self, job_id: int | str) -> str:
+        """set: the jobs waiting for this one."""
+        return self.key(f"pykue:dependents:{job_id}")
+
+    def deps(self, job_id: int | str) -> str:
+        """set: the jobs this one still waits for."""
+        return self.key(f"pykue:deps:{job_id}")

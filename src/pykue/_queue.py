@@ -20,6 +20,7 @@ from ._api_sync import Job, QueueBase
 from ._core import Handler
 from ._errors import LoopThreadError, ShutdownError
 from ._events import Emitter, Listener
+from ._handlers import HandlerTable, handler_table
 from ._job import BaseJob
 from ._scripts import Scripts
 from ._worker import Runtime, Settings, WorkerEngine
@@ -166,6 +167,12 @@ class Queue(QueueBase):
         """
         n, run, ctx = self._runner(Job, job_type, concurrency, handler)
         return self._run(ctx.started(self._background().start_engine, job_type, n, run))
+
+    def process_many(self, handlers: HandlerTable, concurrency: int = 1) -> list[WorkerEngine]:
+        """One worker for many job types: `{type: handler or (concurrency, handler)}`, each
+        type with its own concurrency (`concurrency` where the table gives none)."""
+        table = handler_table(handlers, concurrency)
+        return [self.process(job_type, n, fn) for job_type, n, fn in table]
 
     def run_forever(self, until: Callable[[], bool] | None = None, timeout: float | None = None) -> None:
         """Block until SIGINT or SIGTERM (or until `until()` is true, checked every 0.2 s),

@@ -129,12 +129,13 @@ def _call(script: str, keys: Keys, args: Sequence[Any], read: Callable[[Any], T]
 
 
 # -- one builder per script: keyword names in, a named outcome out ----------------------------
-def enqueue(keys: Keys, *, now: int, jobs: Sequence[tuple[str, str, int, int, Sequence[str]]]) -> Call[list[int]]:
-    """jobs: (type, state, priority, promote_at, hash fields) each."""
+def enqueue(keys: Keys, *, now: int, jobs: Sequence[tuple[str, str, int, int, Sequence[str]]]) -> Call[list[Any]]:
+    """jobs: (type, state, priority, promote_at, hash fields) each. The reply: per job its new
+    id, or "-<id>" of the unfinished job holding its unique key (_features.saved_ids reads it)."""
     args: list[Any] = [now, len(jobs)]
     for jtype, state, priority, promote_at, fields in jobs:
         args += (jtype, state, priority, promote_at, len(fields), *fields)
-    return _call("enqueue", keys, args, _ints)
+    return _call("enqueue", keys, args, lambda raw: list(raw or []))
 
 
 def claim(keys: Keys, *, now: int, job_type: str, count: int, lease_ms: int, token_base: str, worker_id: str,
@@ -212,8 +213,8 @@ def reap(keys: Keys, *, now: int, max_stalled: int, limit: int) -> Call[Reaped]:
     return _call("reap", keys, (now, max_stalled, limit), lambda raw: Reaped(int(raw[0]), int(raw[1])))
 
 
-def remove(keys: Keys, *, job_id: int | str) -> Call[Outcome]:
-    return _call("remove", keys, (job_id,), _done_or(Outcome.NOT_FOUND))
+def remove(keys: Keys, *, job_id: int | str, now: int) -> Call[Outcome]:
+    return _call("remove", keys, (job_id, now), _done_or(Outcome.NOT_FOUND))
 
 
 def set_state(keys: Keys, *, now: int, job_id: int | str, state: str, bare: bool = False) -> Call[Outcome]:

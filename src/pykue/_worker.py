@@ -26,8 +26,10 @@ from typing import Any, TypeVar
 from redis.exceptions import RedisError, ResponseError
 
 from . import _codec as codec
+from . import _joblog
 from . import _scripts as sc
 from ._events import checked, decode, raw_client
+from ._features import split_limit
 from ._keys import Keys
 from ._scripts import AsyncScripts
 from ._watchdog import AckLog, WatchdogPass, expire_unowned, watchdog_pass
@@ -234,13 +236,23 @@ class WorkerEngine:
                 continue
             self._inflight = None
             pace = _Backoff(f"claiming {self.type} jobs")
-            if out is sc.Outcome.PAUSED:  # queue.pause(type): claim.lua took nothing; `taken` stays ours
+            if not isinstance(
+                out, list
+            ):  # Outcome.PAUSED, queue.pause(type): claim.lua took nothing; `taken` stays ours
                 await self._nap()
                 continue
-            taken = 0
-            if isinstance(out, list) and out:
+            out, limited = split_limit(out)
+            if out or limited is None:
+                taken = 0  # else the wake-up token we hold is still owed to the next claim
+            if out:
                 self._lease_at = max(self._lease_at, sent)  # the claim extended our lease
                 self._start_jobs(out, now)
+            if limited is not None:  # the type's rate limit window is used up (issue 12): wait for
+                # it to reopen, looking again at least every block_timeout (a limit may be lifted)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), min(limited, self.settings.block_timeout))
+                continue
+            if out:
                 continue
             got = None
             try:
@@ -328,9 +340,11 @@ class WorkerEngine:
         while self._pending:
             batch, self._pending = self._pending[:500], self._pending[500:]
             jobs = [(h.job_id, h.token, dur, rjson) for h, dur, rjson in batch]
-            await self._outcome(sc.complete(self.keys, now=codec.now_ms(), jobs=jobs))
-            for h, *_ in batch:
+            done = await self._outcome(sc.complete(self.keys, now=codec.now_ms(), jobs=jobs))
+            for (h, dur, _), ok in zip(batch, done, strict=False):
                 self._forget(h)
+                if ok is sc.Outcome.DONE:
+                    _joblog.outcome(h.job_id, self.type, "complete", dur, int(h.fields.get("attempts") or 0) + 1)
 
     async def _fail(self, h: Held, error: BaseException | str, mode: str = "") -> None:
         if isinstance(error, BaseException):
@@ -341,12 +355,16 @@ class WorkerEngine:
         delay, warning = codec.backoff_delay(h.fields.get("backoff"), attempts, int(h.fields.get("delay") or 0))
         if warning:
             log.warning("pykue: job %s: %s", h.job_id, warning)
-        call = sc.fail(self.keys, now=codec.now_ms(), job_id=h.job_id, token=h.token, error=err, log_line=line,
-                       message=msg, retry_delay_ms=delay, mode=mode)  # fmt: skip
+        now = codec.now_ms()
+        call = sc.fail(self.keys, now=now, job_id=h.job_id, token=h.token, error=err, log_line=line, message=msg,
+                       retry_delay_ms=delay, mode=mode)  # fmt: skip
         try:
-            await self._outcome(call)
+            made = await self._outcome(call)
         finally:
             self._forget(h)
+        if isinstance(made, sc.Failed):
+            dur = now - int(h.fields.get("started_at") or now)
+            _joblog.outcome(h.job_id, self.type, "failed" if made.final else "retry", dur, attempts, msg)
 
     async def ttl_exceeded(self, job_id: int) -> None:
         """A TTL checker (Node Kue's, usually) says a job we hold ran out of time: fail it

@@ -28,6 +28,8 @@ import redis
 import pykue
 from pykue import cli_features
 from pykue._core import redis_url as default_redis_url
+from pykue._handlers import handler_table
+from pykue._joblog import configure as configure_logging
 from pykue._keys import STATES
 from pykue._watchdog import parse_duration_ms
 
@@ -136,19 +138,24 @@ def redis_cmd(port: int | None, data_dir: str | None, dbfilename: str, no_save: 
 
 
 def _load_handler(spec: str) -> Callable[..., Any]:
+    fn = _load_object(spec, "MODULE:FUNCTION")
+    if not callable(fn):
+        raise ValueError(f"{spec} is not a callable")
+    return fn  # type: ignore[no-any-return]
+
+
+def _load_object(spec: str, shape: str) -> Any:
+    """MODULE:NAME's object (None if the module has no NAME), imported as `python -m` would."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise ValueError(f"handler must look like MODULE:FUNCTION; got {spec!r}")
+        raise ValueError(f"handler must look like {shape}; got {spec!r}")
     if "" not in sys.path and "." not in sys.path:
         sys.path.insert(0, "")  # handlers live beside the user, as with `python -m`
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # the user's module: whatever it raised, say it in one line
         raise ValueError(f"cannot import {module_name!r} for {spec}: {type(exc).__name__}: {exc}") from None
-    fn = getattr(module, attr, None)
-    if not callable(fn):
-        raise ValueError(f"{spec} is not a callable")
-    return fn  # type: ignore[no-any-return]
+    return getattr(module, attr, None)
 
 
 DUE_SOON_MS = 60_000
@@ -198,55 +205,96 @@ class BurstEnd:
 
 
 @main.command()
-@click.argument("handler")
-@click.option("--type", "job_type", required=True, help="Job type to process.")
-@click.option("--concurrency", "-c", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--burst", is_flag=True, help="Exit once no job of the type is inactive, active or due within a minute.")
+@click.argument("handler", required=False)
+@click.option("--type", "job_types", multiple=True, help="Job type HANDLER processes (repeat for several).")
+@click.option("--handlers", "table", help="MODULE:NAME of a dict job type -> handler or (concurrency, handler).")
+@click.option("--concurrency", "-c", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Jobs run at once per type (the default for --handlers entries without one).")  # fmt: skip
+@click.option("--burst", is_flag=True, help="Exit once no job of the types is inactive, active or due within a minute.")
 @click.option("--burst-timeout", type=click.FloatRange(min=0), default=None,
               help="With --burst: give up after this many seconds (exit 1) even if jobs are left.")  # fmt: skip
 @click.option("--stuck-after", help="Watchdog: re-queue active jobs no pykue worker owns, idle this long (30s, 5m).")
 @click.option("--processes", "-p", type=click.IntRange(min=1), default=None,
               help="Supervised worker processes (default: one per core).")  # fmt: skip
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+              default="info", show_default=True, help="pykue's log level (job outcomes are info).")  # fmt: skip
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="One line per record, as text or as a JSON object.")  # fmt: skip
 @redis_opt
 @prefix_opt
 @friendly
 def worker(
-    handler: str,
-    job_type: str,
+    handler: str | None,
+    job_types: tuple[str, ...],
+    table: str | None,
     concurrency: int,
     burst: bool,
     burst_timeout: float | None,
     stuck_after: str | None,
     processes: int | None,
+    log_level: str,
+    log_format: str,
     redis_url: str | None,
     prefix: str,
 ) -> None:
-    """Process jobs with HANDLER (module:function); graceful on SIGTERM/Ctrl-C."""
+    """Process jobs: HANDLER (module:function) for each --type, and/or a --handlers table;
+    one line per job outcome on stderr; graceful on SIGTERM/Ctrl-C."""
     if burst_timeout is not None and not burst:
         raise ValueError("--burst-timeout only applies with --burst")
+    # the supervisor's own records: warnings and errors (restarts), in the format asked for
+    configure_logging("debug" if log_level == "debug" else "warning", log_format)
     after = parse_duration_ms(stuck_after) if stuck_after else 0
-    _load_handler(handler)  # mistakes are exit 2 here, not a crash loop in the children
+    _worker_plan(handler, job_types, table, concurrency)  # mistakes are exit 2 here, not a crash loop in the children
     require_redis(default_redis_url(redis_url))
-    args = (handler, job_type, concurrency, burst, burst_timeout, after, redis_url, prefix)
+    spec = (handler, job_types, table, concurrency)
+    args = (spec, burst, burst_timeout, after, redis_url, prefix, (log_level, log_format))
     sys.exit(pykue.run_workers(_work, processes, args=args, restart=not burst))
 
 
-def _work(handler: str, job_type: str, concurrency: int, burst: bool, burst_timeout: float | None, after: int,
-          redis_url: str | None, prefix: str) -> None:  # fmt: skip
+def _work(spec: tuple[str | None, tuple[str, ...], str | None, int], burst: bool, burst_timeout: float | None,
+          after: int, redis_url: str | None, prefix: str, logs: tuple[str, str]) -> None:  # fmt: skip
     """One worker process (run by the supervisor); a SIGTERM that comes during start-up still stops it gracefully."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    configure_logging(*logs)  # a spawned child starts with logging as Python leaves it
     settings = pykue.Settings(stuck_after_ms=after, orphan_after_ms=after) if after else None
-    fn = _load_handler(handler)
+    plan = _worker_plan(*spec)
+    concurrency = spec[3]
     queue = pykue.create_queue(redis_url, prefix=prefix, settings=settings)
-    queue.process(job_type, concurrency, fn)
-    click.echo(f"pykue worker: {job_type} x{concurrency} on {queue.url} (pid {os.getpid()})", err=True)
-    until = BurstEnd(queue, [job_type], burst_timeout) if burst else None
+    queue.process_many(plan, concurrency)
+    described = ", ".join(f"{t} x{n[0] if isinstance(n, tuple) else concurrency}" for t, n in plan.items())
+    click.echo(f"pykue worker: {described} on {queue.url} (pid {os.getpid()})", err=True)
+    until = BurstEnd(queue, list(plan), burst_timeout) if burst else None
     queue.run_forever(until=lambda: stop.is_set() or (until is not None and until()))
     if until is not None and until.timed_out:
-        click.echo(f"pykue worker: --burst-timeout {burst_timeout}s passed with {job_type} jobs left", err=True)
+        click.echo(f"pykue worker: --burst-timeout {burst_timeout}s passed with {', '.join(plan)} jobs left", err=True)
         sys.exit(1)
+
+
+def _worker_plan(handler: str | None, job_types: tuple[str, ...], table: str | None,
+                 concurrency: int) -> dict[str, Any]:  # fmt: skip
+    """The worker's handler table: HANDLER for each --type, plus the --handlers table's entries."""
+    if handler is not None and not job_types:
+        raise ValueError("give the job type(s) HANDLER processes with --type")
+    if job_types and handler is None:
+        raise ValueError("--type needs a HANDLER (module:function); or use --handlers alone")
+    if handler is None and table is None:
+        raise ValueError("give a HANDLER with --type TYPE, or --handlers MODULE:NAME")
+    plan: dict[str, Any] = {}
+    if table is not None:
+        loaded = _load_object(table, "MODULE:NAME")
+        if not isinstance(loaded, dict) or not loaded:
+            raise ValueError(f"{table} must be a non-empty dict of job type -> handler; got {type(loaded).__name__}")
+        plan.update(loaded)
+    if handler is not None:
+        fn = _load_handler(handler)
+        for t in job_types:
+            if t in plan:
+                raise ValueError(f"job type {t!r} is both in --handlers and given with --type")
+            plan[t] = fn
+    handler_table(plan, concurrency)  # every entry checked before any worker starts
+    return plan
 
 
 def _options(priority: str | None, delay: int | None, attempts: int | None, backoff: str | None) -> dict[str, Any]:
@@ -270,16 +318,28 @@ def _options(priority: str | None, delay: int | None, attempts: int | None, back
 @click.option("--attempts", type=int)
 @click.option("--backoff", help='true or JSON such as {"type":"fixed","delay":1000}')
 @click.option("--file", "jsonl", type=click.File("r"), help="Bulk: one JSON payload per line.")
+@click.option("--unique", help="A key: while an unfinished job holds it, print that job's id instead.")
+@click.option("--after", type=int, multiple=True, help="Run only after this job completes (repeatable).")
+@click.option("--on-failure", type=click.Choice(["fail", "run"]), default="fail", show_default=True,
+              help="With --after: what a failed dependency does to this job.")  # fmt: skip
 @redis_opt
 @prefix_opt
 @friendly
 def enqueue(job_type: str, data: str, priority: str | None, delay: int | None, attempts: int | None,
-            backoff: str | None, jsonl: Any, redis_url: str | None, prefix: str) -> None:  # fmt: skip
+            backoff: str | None, jsonl: Any, unique: str | None, after: tuple[int, ...], on_failure: str,
+            redis_url: str | None, prefix: str) -> None:  # fmt: skip
     """Create a job of JOB_TYPE with DATA (JSON), or many from --file."""
     opts = _options(priority, delay, attempts, backoff)
     with pykue.create_queue(redis_url, prefix=prefix) as queue:
         if jsonl is None:
-            click.echo(str(queue.create(job_type, _json(data, "DATA"), **opts).save().id))
+            job = queue.create(job_type, _json(data, "DATA"), **opts)
+            if unique is not None:
+                job.unique(unique)
+            if after:
+                job.after(*after, on_failure=on_failure)
+            click.echo(str(job.save().id))
+            if job.deduplicated:
+                click.echo(f"job {job.id} ({job.state}) holds the key {unique!r}: no new job", err=True)
             return
         from rich.progress import track
 
@@ -295,6 +355,29 @@ def _json(text: str, what: str) -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise ValueError(f"{what} is not JSON: {exc}") from None
+
+
+@main.command()
+@click.argument("job_type", required=False)
+@click.option("--max", "max_jobs", type=int, help="Jobs of the type that may start per window.")
+@click.option("--per", default="1s", show_default=True, help="The window: 500ms, 1s, 5m, 1h.")
+@click.option("--clear", is_flag=True, help="Lift the type's limit.")
+@redis_opt
+@prefix_opt
+@friendly
+def limit(job_type: str | None, max_jobs: int | None, per: str, clear: bool, redis_url: str | None,
+          prefix: str) -> None:  # fmt: skip
+    """Rate-limit JOB_TYPE across every pykue worker (jobs over it wait); no JOB_TYPE lists the limits."""
+    with pykue.create_queue(redis_url, prefix=prefix) as queue:
+        if job_type is not None:
+            if clear == (max_jobs is not None):
+                raise ValueError("give --max N (with --per) or --clear")
+            queue.limit(job_type, None if clear else max_jobs, per_ms=parse_duration_ms(per))
+        limits = queue.limits()
+    for t, (n, ms) in sorted(limits.items()):
+        click.echo(f"{t}: {n} per {ms} ms")
+    if job_type is not None and clear:
+        click.echo(f"{job_type}: no limit")
 
 
 @main.command()

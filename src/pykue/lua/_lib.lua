@@ -19,7 +19,7 @@ local DECLARED = {
   'jobs', 'ids', 'job:types', 'stats:work-time',
   'jobs:inactive', 'jobs:active', 'jobs:complete', 'jobs:failed', 'jobs:delayed',
   'pykue:owners', 'pykue:workers', 'pykue:stalls', 'pykue:watchdog', 'pykue:ttl', 'pykue:orphans',
-  'pykue:paused', 'pykue:repeat', 'pykue:repeat:next',
+  'pykue:paused', 'pykue:repeat', 'pykue:repeat:next', 'pykue:limits', 'pykue:unique',
 }
 local K = {}
 for i, name in ipairs(DECLARED) do K[name] = KEYS[i] end
@@ -248,12 +248,75 @@ local function retain(id, jtype, state, policy, now)
   end
 end
 
+-- Issue 12's features, under pykue's own keys (Kue never reads them).
+-- UNIQUE maps a unique key to the id of the job that holds it; DEPENDENTS:<id> are the jobs
+-- waiting for job <id>, DEPS:<id> the jobs <id> still waits for. A waiting dependent is
+-- `delayed` with score +inf in jobs:delayed: Kue's promoter (ZRANGEBYSCORE 0 now) and
+-- pykue's never reach it, so Node sees a job that is not runnable.
+local UNIQUE = k('pykue:unique')
+local RUNNING_STATES = { inactive = true, active = true, delayed = true }
+local function dependents_key(id) return k('pykue:dependents:' .. id) end
+local function deps_key(id) return k('pykue:deps:' .. id) end
+
+-- The unique key frees when its job finishes for good (enqueue also frees it lazily, for
+-- jobs a Node worker finished or that were removed).
+local function free_unique(id, ukey)
+  if ukey and ukey ~= '' and is_a(UNIQUE, 'hash') and redis.call('HGET', UNIQUE, ukey) == id then
+    redis.call('HDEL', UNIQUE, ukey)
+  end
+end
+
+-- Job <id> finished: outcome "complete", "failed" (for good) or "removed". A dependent whose
+-- last dependency this was becomes inactive (or delayed until its own promote_at); a failure
+-- or removal fails the dependents that asked for it (on_failure "fail", the default), and
+-- theirs in turn. Every key is type-checked (or read with pcall) before it is written.
+local function release_dependents(id, outcome, now)
+  local dk = dependents_key(id)
+  if not is_a(dk, 'set') then return end
+  local children = redis.call('SMEMBERS', dk)
+  if #children == 0 then return end
+  redis.call('DEL', dk)
+  for _, cid in ipairs(children) do
+    local ck = deps_key(cid)
+    local f = redis.pcall('HMGET', jobkey(cid), 'state', 'type', 'priority', 'promote_at', 'pykue_on_failure',
+      'pykue_unique')
+    if not f.err and f[1] == 'delayed' and f[2] and is_a(ck, 'set') then
+      local pri = num_of(f[3]) or 0
+      if outcome ~= 'complete' and f[5] ~= 'run' then
+        local msg = 'pykue: dependency ' .. id .. (outcome == 'removed' and ' was removed' or ' failed')
+        redis.call('DEL', ck)
+        redis.call('HSET', jobkey(cid), 'error', msg, 'failed_at', now, 'updated_at', now)
+        set_state(cid, writable_type(f[2], 'delayed', 'failed'), 'delayed', 'failed', pri)
+        publish(cid, 'failed', ',' .. jstr(msg) .. ',null')
+        free_unique(cid, f[6])
+        release_dependents(cid, 'failed', now)
+      else
+        redis.call('SREM', ck, id)
+        local jtype = writable_type(f[2], 'delayed', 'inactive')
+        if redis.call('SCARD', ck) == 0 and jtype and is_a(k(jtype .. ':jobs'), 'list') then
+          redis.call('DEL', ck)
+          local at = int_of(f[4]) or 0
+          redis.call('HSET', jobkey(cid), 'updated_at', now)
+          if at > now then
+            set_state(cid, jtype, 'delayed', 'delayed', pri, at)
+          else
+            publish(cid, 'promotion')
+            set_state(cid, jtype, 'delayed', 'inactive', pri)
+            publish(cid, 'enqueue', ',' .. jstr(jtype))
+          end
+        end
+      end
+    end
+  end
+end
+
 -- Record a failure; retry (delay >= 0: delayed, -1: inactive) while attempts remain.
 -- Returns attempts made, negative when the job is now failed for good.
 -- The caller has checked that the job key is a hash and the global state sets are zsets.
 local function fail_job(id, now, err, logline, msg, delay)
   local key = jobkey(id)
-  local f = redis.call('HMGET', key, 'type', 'priority', 'max_attempts', 'state', 'attempts', 'pykue_keep_failed')
+  local f = redis.call('HMGET', key, 'type', 'priority', 'max_attempts', 'state', 'attempts', 'pykue_keep_failed',
+    'pykue_unique')
   local pri, max = num_of(f[2]) or 0, int_of(f[3]) or 1
   local attempts = (int_of(f[5]) or 0) + 1  -- not HINCRBY: it errors on a corrupt count
   local retry = (delay and delay >= 0) and 'delayed' or 'inactive'
@@ -272,6 +335,8 @@ local function fail_job(id, now, err, logline, msg, delay)
   end
   set_state(id, jtype, f[4], 'failed', pri)
   publish(id, 'failed', ',' .. jstr(msg) .. ',null')
+  free_unique(id, f[7])  -- issue 12
+  release_dependents(id, 'failed', now)
   if f[6] and jtype then retain(id, jtype, 'failed', f[6], now) end  -- feata: remove_on_fail
   return -attempts
 end

@@ -10,6 +10,10 @@
 -- KEYS: the queue's fixed keys, in _lib.lua's DECLARED order.
 -- ARGV: prefix, now, type, count, lease_ms, token_base ("<worker>:<claim>"), worker_id,
 --       tokens_already_taken
+-- Issue 12's rate limit: with a limit "<max>:<per_ms>" for the type in pykue:limits, at most
+-- max jobs are claimed per window fleet-wide (pykue:limit:<type> counts them, expiring with
+-- the window, BullMQ's limiter); when the window is used up the reply ends with the triple
+-- "#limit", "", <ms until it reopens>, and the worker waits that long instead of spinning.
 -- Returns 'paused' (nothing claimed) while the type is in P:pykue:paused (queue.pause).
 -- Otherwise a flat list of triples. Claimed: id, token, HGETALL (as it was before the claim;
 -- the caller applies state, started_at, updated_at and workerId itself). Set aside: the
@@ -25,6 +29,18 @@ local bad_keys = wrong_type({
 })
 if bad_keys then return bad_keys end
 if redis.call('SISMEMBER', k('pykue:paused'), jtype) == 1 then return 'paused' end  -- queue.pause(type)
+local LIMITS, lkey = k('pykue:limits'), k('pykue:limit:' .. jtype)
+local limit_max, limit_per, limit_used
+if is_a(LIMITS, 'hash') and is_a(lkey, 'string') then
+  local m, p = string.match(redis.call('HGET', LIMITS, jtype) or '', '^(%d+):(%d+)$')
+  limit_max, limit_per = tonumber(m), tonumber(p)
+  if limit_max and limit_per and limit_per > 0 then
+    limit_used = int_of(redis.call('GET', lkey))
+    count = math.max(0, math.min(count, limit_max - (limit_used or 0)))
+  else
+    limit_max = nil
+  end
+end
 local start_tail = ',' .. jstr(jtype) .. ',null'
 local out, claimed = {}, 0
 
@@ -90,6 +106,21 @@ while claimed < count do
   end
 end
 if claimed > 0 then redis.call('ZADD', WORKERS, now + lease, worker_of(base)) end
+if limit_max then
+  if claimed > 0 and limit_used then
+    redis.call('INCRBY', lkey, claimed)  -- keeps the window's expiry
+  elseif claimed > 0 then
+    redis.call('SET', lkey, claimed, 'PX', limit_per)
+  end
+  if (limit_used or 0) + claimed >= limit_max then
+    local wait = redis.call('PTTL', lkey)
+    if wait == -1 then redis.call('PEXPIRE', lkey, limit_per) end  -- a counter left without a window
+    if wait < 0 then wait = limit_per end
+    out[#out + 1] = '#limit'
+    out[#out + 1] = ''
+    out[#out + 1] = wait
+  end
+end
 local pop = claimed - taken
 if pop > 0 then redis.call('LPOP', k(jtype .. ':jobs'), pop) end
 return out

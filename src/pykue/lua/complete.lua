@@ -20,7 +20,7 @@ for j = 0, n - 1 do
   local key = jobkey(id)
   local f = redis.call('HGET', OWNERS, id) == token and is_a(held(worker_of(token)), 'set')
     and redis.pcall('HMGET', key, 'type', 'priority', 'removeOnComplete', 'state', 'attempts',
-                                  'pykue_keep_complete')
+                                  'pykue_keep_complete', 'pykue_unique')
   if f and f.err then
     drop_lease(id, token)
     res[#res + 1] = 0
@@ -40,6 +40,8 @@ for j = 0, n - 1 do
     work = work + tonumber(dur)
     if result == '' then result = 'null' end
     publish(id, 'complete', ',' .. result .. ',null')
+    free_unique(id, f[7])  -- issue 12: the key frees, and waiting dependents learn it
+    release_dependents(id, 'complete', now)
     if f[3] == 'true' then
       remove_job(id)
       publish(id, 'remove', ',' .. jstr(f[1] or ''))

@@ -3,7 +3,9 @@
     pykue dashboard [--port 3000] [--host 127.0.0.1] [--read-only] [--token T | --insecure]
 
 Live updates come from the `P:events` channel (server-sent events), so jobs created or
-worked by Node Kue show up too. Every asset ships in the package: no CDN.
+worked by Node Kue show up too. The page's view (state, type, page, open job) lives in its
+URL, so a link or a reload shows the same thing; bulk actions, search in the data and the
+throughput chart are served by `extras`. Every asset ships in the package: no CDN.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pykue._keys import STATES
 from pykue._worker import Subscriber
 
 from .api import router
+from .extras import History, extras_router
 from .security import LOOPBACK, Guard, protect
 
 STATIC = resources.files("pykue.web") / "static"
@@ -112,12 +115,14 @@ def create_dashboard(queue: pykue.AsyncQueue | str | None = None, *, prefix: str
     q = queue if isinstance(queue, pykue.AsyncQueue) else pykue.create_async_queue(queue, prefix=prefix)
     hub = Broadcaster()
     metrics = Metrics()
+    history = History()
     pending: set[asyncio.Task[None]] = set()
 
     def on_message(raw: str) -> None:
         hub.publish(raw)
         decoded = decode(raw)
         if decoded is not None:
+            history.count(decoded[1])
             task = asyncio.ensure_future(metrics.on_event(q, decoded[0], decoded[1]))
             pending.add(task)
             task.add_done_callback(pending.discard)
@@ -160,4 +165,5 @@ def create_dashboard(queue: pykue.AsyncQueue | str | None = None, *, prefix: str
         return Response(await metrics.render(q), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(router())
+    app.include_router(extras_router(history))
     return app

@@ -1,6 +1,9 @@
 // pykue dashboard: plain JavaScript over Kue's JSON API, live through /events (SSE).
+// The view (state, type, page, size, order, open job) is kept in the URL: links and reloads restore it.
 'use strict';
 const STATES = ['inactive', 'active', 'delayed', 'complete', 'failed'];
+const SIZES = [10, 20, 50];
+const SEARCH_LIMIT = 1000;
 const $ = (id) => document.getElementById(id);
 const view = { state: 'active', type: '', order: 'asc', from: 0, size: 20, open: null, readOnly: false, down: false, stream: null };
 
@@ -95,12 +98,45 @@ async function refreshList() {
   $('next').disabled = rows.length < view.size;
 }
 
+// -- the view in the URL ---------------------------------------------------------
+function fromUrl() {
+  const p = new URLSearchParams(location.search);
+  view.state = STATES.includes(p.get('state')) ? p.get('state') : 'active';
+  view.type = p.get('type') || '';
+  view.size = SIZES.includes(Number(p.get('size'))) ? Number(p.get('size')) : 20;
+  view.order = p.get('order') === 'desc' ? 'desc' : 'asc';
+  const page = Math.floor(Number(p.get('page')));
+  view.from = page > 1 ? (page - 1) * view.size : 0;
+  const job = p.get('job');
+  view.open = job && /^\d+$/.test(job) ? job : null;
+  const sel = $('type');
+  if (view.type && ![...sel.options].some((o) => o.value === view.type)) sel.append(new Option(view.type, view.type));
+  sel.value = view.type;
+  $('order').value = view.order;
+  $('size').value = String(view.size);
+}
+
+// A new view is a new history entry (back works); the same view is not pushed twice.
+function toUrl() {
+  const p = new URLSearchParams({ state: view.state });
+  if (view.type) p.set('type', view.type);
+  if (view.from) p.set('page', String(Math.floor(view.from / view.size) + 1));
+  if (view.size !== 20) p.set('size', String(view.size));
+  if (view.order !== 'asc') p.set('order', view.order);
+  if (view.open) p.set('job', view.open);
+  const url = `${location.pathname}?${p}`;
+  if (url === location.pathname + location.search) return;
+  if (location.search) history.pushState(null, '', url);
+  else history.replaceState(null, '', url); // the first visit: no entry for the bare page
+}
+
 let countdown = null;
 let openSeq = 0; // answers to an older openJob() are dropped: the newest click wins
 function closeJob() {
   $('detail').hidden = true;
   view.open = null;
   clearInterval(countdown);
+  toUrl();
 }
 
 // A job that cannot be shown closes the panel: it must never show one job under another's id.
@@ -118,6 +154,7 @@ async function openJob(id) {
   }
   if (seq !== openSeq) return;
   view.open = String(job.id);
+  toUrl();
   $('find-message').textContent = '';
   $('detail').hidden = false;
   $('d-id').textContent = job.id;
@@ -191,9 +228,11 @@ function refresh() {
     do {
       again = false;
       try {
+        toUrl();
         await refreshStats();
         await refreshList();
-        if (view.open && !$('detail').hidden) await openJob(view.open);
+        if (view.open) await openJob(view.open);
+        await refreshChart();
         if (view.down) down(null);
       } catch (e) {
         if (e instanceof Unavailable) down(e.message);
@@ -203,6 +242,79 @@ function refresh() {
     pending = null;
   })();
   return pending;
+}
+
+// -- bulk actions, search in the data, the throughput chart ------------------------------
+async function bulk(kind) {
+  const scope = view.type ? `of type "${view.type}"` : 'of every type';
+  const question = kind === 'retry'
+    ? `Retry every failed job ${scope} (attempts reset)?`
+    : `Remove every complete job ${scope}? This cannot be undone.`;
+  if (!window.confirm(question)) return;
+  const params = new URLSearchParams(kind === 'retry' ? {} : { state: 'complete' });
+  if (view.type) params.set('type', view.type);
+  const msg = $('bulk-message');
+  let total = 0;
+  try {
+    // the server works in bounded batches and stops after a bounded number: ask again while it says more
+    for (let round = 0; round < 100; round++) {
+      const r = await api('POST', `/bulk/${kind}?${params}`);
+      total += kind === 'retry' ? r.retried : r.removed;
+      msg.textContent = `${kind}: ${total} so far…`;
+      if (!r.more) break;
+    }
+    msg.textContent = kind === 'retry' ? `retried ${total} failed job(s)` : `removed ${total} complete job(s)`;
+  } catch (e) {
+    msg.textContent = `${kind}: ${e.message}`;
+  }
+  refresh();
+}
+
+async function searchData(text) {
+  if (!text) return;
+  const params = new URLSearchParams({ q: text, state: view.state, limit: String(SEARCH_LIMIT) });
+  if (view.type) params.set('type', view.type);
+  try {
+    const r = await api('GET', `/search/data?${params}`);
+    const of = view.type ? ` of type ${view.type}` : '';
+    $('search-note').textContent = `${r.jobs.length} match(es) for "${text}" in the data of the last ${r.scanned} `
+      + `${r.state} job(s)${of}; only the last ${r.limit} of a state are searched`;
+    $('search-results').replaceChildren(...r.jobs.map((j) => {
+      const li = Object.assign(document.createElement('li'), { textContent: `#${j.id} ${j.type} (${j.state})` });
+      li.dataset.id = j.id;
+      li.onclick = () => openJob(j.id);
+      return li;
+    }));
+  } catch (e) {
+    $('search-note').textContent = `search: ${e.message}`;
+  }
+}
+
+const SVG = 'http://www.w3.org/2000/svg';
+async function refreshChart() {
+  const h = await api('GET', '/history');
+  const W = 600, H = 80, bw = W / h.minutes.length;
+  const peak = Math.max(1, ...h.minutes.map((m) => m.complete + m.failed));
+  const bars = [];
+  h.minutes.forEach((m, i) => {
+    const hc = (m.complete / peak) * (H - 4), hf = (m.failed / peak) * (H - 4);
+    for (const [cls, height, y] of [['complete', hc, H - hc], ['failed', hf, H - hc - hf]]) {
+      if (!height) continue;
+      const r = document.createElementNS(SVG, 'rect');
+      for (const [k, v] of Object.entries({ x: i * bw + 1, y, width: bw - 2, height, class: cls })) r.setAttribute(k, v);
+      const title = document.createElementNS(SVG, 'title');
+      title.textContent = `${new Date(m.at).toLocaleTimeString()}: ${m.complete} complete, ${m.failed} failed`;
+      r.append(title);
+      bars.push(r);
+    }
+  });
+  const chart = $('chart');
+  chart.replaceChildren(...bars);
+  const complete = h.minutes.reduce((a, m) => a + m.complete, 0), failed = h.minutes.reduce((a, m) => a + m.failed, 0);
+  chart.dataset.complete = complete;
+  chart.dataset.failed = failed;
+  $('chart-caption').textContent = `last hour, per minute (all types): ${complete} complete, ${failed} failed runs `
+    + `(green, red); counted by this dashboard since ${when(h.since)}`;
 }
 
 let timer = null;
@@ -229,6 +341,8 @@ async function main() {
     return;
   }
   view.readOnly = cfg.readOnly;
+  fromUrl();
+  window.onpopstate = () => { fromUrl(); if (!view.open) $('detail').hidden = true; refresh(); };
   document.body.classList.toggle('read-only', cfg.readOnly);
   $('type').onchange = (e) => { view.type = e.target.value; view.from = 0; refresh(); };
   $('order').onchange = (e) => { view.order = e.target.value; refresh(); };
@@ -241,6 +355,9 @@ async function main() {
   $('a-remove').onclick = () => act('remove');
   $('a-priority').onclick = () => act('priority');
   $('a-close').onclick = closeJob;
+  $('b-retry').onclick = () => bulk('retry');
+  $('b-remove').onclick = () => bulk('remove');
+  $('search').onsubmit = (e) => { e.preventDefault(); searchData($('search-text').value.trim()); };
   await refresh();
   live();
   setInterval(refresh, 5000); // a safety net; events drive the page
