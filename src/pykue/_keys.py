@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 
 from ._errors import InvalidJobError
 
@@ -80,9 +81,9 @@ class Keys:
     def ttl_lock(self) -> str:
         return self.key(TTL_LOCK) if self.cluster else TTL_LOCK
 
-    @property
+    @cached_property
     def declared(self) -> tuple[str, ...]:
-        """Every fixed key a script may touch, passed as its KEYS."""
+        """Every fixed key a script may touch, passed as its KEYS (built once: every call sends it)."""
         return tuple(self.key(name) for name in DECLARED)
 
     def key(self, name: str) -> str:
