@@ -82,6 +82,10 @@ class LocalCluster:
                     return False
         return True
 
+    def slot_of(self, key: str) -> int:
+        with redis.Redis(port=self.ports[0], decode_responses=True) as r:
+            return int(r.cluster("keyslot", key))
+
     def node_of(self, key: str) -> int:
         """The port of the master that serves `key`."""
         with redis.Redis(port=self.ports[0], decode_responses=True) as r:

@@ -51,8 +51,10 @@ def outside_layout(keys: list[str]) -> list[str]:
 def test_the_queues_sit_on_different_shards(cluster: LocalCluster) -> None:
     nodes = {cluster.node_of(f"{p}:jobs") for p in PREFIXES}
     assert len(nodes) == 3
-    for p in PREFIXES:  # every key a script is given is in the queue's one slot
-        assert {cluster.node_of(k) for k in Keys(p, cluster=True).declared} == {cluster.node_of(f"{p}:jobs")}
+    for p in PREFIXES:  # every key a script is given, and Kue's locks, in the queue's one slot
+        keys = Keys(p, cluster=True)
+        slots = {cluster.slot_of(k) for k in (*keys.declared, keys.promotion_lock, keys.ttl_lock)}
+        assert slots == {cluster.slot_of(f"{p}:jobs")}
 
 
 def test_a_prefix_without_a_hash_tag_is_refused(cluster: LocalCluster) -> None:
@@ -117,6 +119,7 @@ def test_every_operation_on_three_queues_across_the_shards(cluster: LocalCluster
             q.shutdown(2)
     keys = cluster.all_keys()
     assert keys and outside_layout(keys) == []
+    assert outside_layout([*keys, "{a}:pykue:junk", "q:jobs"]) == ["q:jobs", "{a}:pykue:junk"]  # the check can fail
     assert {k.split(":", 1)[0] for k in keys} == set(PREFIXES)  # no unprefixed Kue lock, nothing else
 
 
