@@ -11,6 +11,7 @@ jobs, and repair wake-up tokens.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import math
@@ -105,11 +106,17 @@ class JobLease:
     def enter(self) -> None:
         """In the pool thread, right before a sync handler: make sure the job is still ours."""
         self.threaded = True
-        if self.revoked.is_set() or not self.engine.lease_fresh():
-            loop = self.engine.loop
-            if not asyncio.run_coroutine_threadsafe(self.engine.confirm(self), loop).result():
-                raise LeaseLostError(self.job_id)
+        if (self.revoked.is_set() or not self.engine.lease_fresh()) and not self._confirm_from_thread():
+            raise LeaseLostError(self.job_id)
         self.started = time.monotonic()
+
+    def _confirm_from_thread(self) -> bool:
+        """Ask the engine's loop; a loop that is gone or does not answer (shut down) is a no."""
+        try:
+            future = asyncio.run_coroutine_threadsafe(self.engine.confirm(self), self.engine.loop)
+            return bool(future.result(timeout=self.engine.settings.lease_ms / 1000 * 3 + 5))
+        except (RuntimeError, TimeoutError, concurrent.futures.CancelledError):
+            return False
 
     async def aenter(self) -> None:
         if (self.revoked.is_set() or not self.engine.lease_fresh()) and not await self.engine.confirm(self):
