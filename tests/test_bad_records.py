@@ -22,6 +22,7 @@ import redis
 import pykue
 from pykue import InvalidJobError
 from pykue import _codec as codec
+from pykue import _scripts as sc
 from pykue._events import decode
 from pykue._worker import Subscriber
 from tests.conftest import FAST
@@ -147,9 +148,10 @@ def test_a_queue_key_of_the_wrong_type_makes_the_claim_write_nothing(
     for _ in range(2):
         queue.create("w", {}).save()
     r.set(f"{prefix}:jobs:w:active", "oops")
-    args = [prefix, codec.now_ms(), "w", 10, 1000, "wk:1", "wid", 0]
+    call = sc.claim(queue.keys, now=codec.now_ms(), job_type="w", count=10, lease_ms=1000, token_base="wk:1",
+                    worker_id="wid", tokens_taken=0)  # fmt: skip
     with pytest.raises(redis.ResponseError, match="jobs:w:active is a string, not a zset; nothing was written"):
-        queue.scripts.call("claim", f"{prefix}:jobs", args)
+        queue.scripts.run(call)
     assert r.zcard(f"{prefix}:jobs:w:inactive") == 2 and r.hlen(f"{prefix}:pykue:owners") == 0
     assert {r.hget(f"{prefix}:job:{n}", "state") for n in (1, 2)} == {"inactive"}
 
@@ -264,7 +266,7 @@ def test_priority_1e17_is_refused_where_it_is_set_and_the_job_stays_usable(
     with pytest.raises(InvalidJobError, match="safe integers"):
         job.set_priority(10**17)
     with pytest.raises(redis.ResponseError, match="priority '1e17' is not an integer"):
-        queue.scripts.call("set_priority", f"{prefix}:jobs", [prefix, codec.now_ms(), job.id, "1e17"])
+        queue.scripts.run(sc.set_priority(queue.keys, now=codec.now_ms(), job_id=job.id or 0, priority="1e17"))
     assert r.hget(f"{prefix}:job:1", "priority") == "0"
     r.hset(f"{prefix}:job:1", "priority", "1e+17")  # what an older pykue stored
     assert queue.get_job(1).id == 1
@@ -418,11 +420,12 @@ def test_the_reaper_meeting_a_wrong_type_job_key_still_returns_the_other_jobs(
     for _ in range(2):
         queue.create("w", {}).save()
     now = codec.now_ms()
-    claimed = queue.scripts.call("claim", f"{prefix}:jobs", [prefix, now, "w", 2, 100, "dead:1", "wid", 0])
-    assert [claimed[0], claimed[3]] == ["1", "2"]
+    claimed = queue.scripts.run(sc.claim(queue.keys, now=now, job_type="w", count=2, lease_ms=100, token_base="dead:1",
+                                         worker_id="wid", tokens_taken=0))  # fmt: skip
+    assert isinstance(claimed, list) and [claimed[0], claimed[3]] == ["1", "2"]
     r.delete(f"{prefix}:job:1")
     r.set(f"{prefix}:job:1", "not a hash")
-    assert queue.scripts.call("reap", f"{prefix}:jobs", [prefix, now + 1000, 1, 10]) == [1, 0]
+    assert queue.scripts.run(sc.reap(queue.keys, now=now + 1000, max_stalled=1, limit=10)) == sc.Reaped(1, 0)
     assert r.hget(f"{prefix}:job:2", "state") == "inactive"
     assert r.zscore(f"{prefix}:jobs:w:inactive", "01|2") is not None and r.hlen(f"{prefix}:pykue:owners") == 0
 
@@ -434,7 +437,7 @@ def test_promotion_meeting_a_wrong_type_job_key_still_promotes_the_others(
     queue.create("w", {}).delay(2).save()
     r.delete(f"{prefix}:job:1")
     r.set(f"{prefix}:job:1", "not a hash")
-    assert queue.scripts.call("promote", f"{prefix}:jobs", [prefix, codec.now_ms() + 1000, 10]) == 1
+    assert queue.scripts.run(sc.promote(queue.keys, now=codec.now_ms() + 1000, limit=10)) == 1
     assert r.hget(f"{prefix}:job:2", "state") == "inactive"
     assert r.zcard(f"{prefix}:jobs:delayed") == 0
 
@@ -469,11 +472,19 @@ def test_fractional_numbers_as_node_kue_stores_them_are_not_set_aside(
 def test_set_aside_only_acts_for_the_owner_of_the_claim(queue: pykue.Queue, r: redis.Redis, prefix: str) -> None:
     queue.create("w", {}).save()
     now = codec.now_ms()
-    [job_id, token, _] = queue.scripts.call("claim", f"{prefix}:jobs", [prefix, now, "w", 1, 60000, "wk:1", "wid", 0])
-    call = queue.scripts.call
-    assert call("set_aside", f"{prefix}:jobs", [prefix, now, job_id, "wk:9:1", "field 'data' is bad"]) == 0
+    claimed = queue.scripts.run(sc.claim(queue.keys, now=now, job_type="w", count=1, lease_ms=60000,
+                                         token_base="wk:1", worker_id="wid", tokens_taken=0))  # fmt: skip
+    assert isinstance(claimed, list)
+    [job_id, token, _] = claimed
+
+    def aside(token: str) -> sc.Outcome:
+        return queue.scripts.run(
+            sc.set_aside(queue.keys, now=now, job_id=job_id, token=token, reason="field 'data' is bad")
+        )
+
+    assert aside("wk:9:1") is sc.Outcome.NOT_OWNED
     assert r.hget(f"{prefix}:job:1", "state") == "active" and r.hget(f"{prefix}:pykue:owners", "1") == token
-    assert call("set_aside", f"{prefix}:jobs", [prefix, now, job_id, token, "field 'data' is bad"]) == 1
+    assert aside(token) is sc.Outcome.DONE
     assert r.hget(f"{prefix}:job:1", "state") == "failed"
     assert r.hget(f"{prefix}:job:1", "error") == "pykue: field 'data' is bad; set aside"
     assert r.zscore(f"{prefix}:jobs:w:failed", "01|1") is not None

@@ -20,6 +20,7 @@ import redis
 
 import pykue
 from pykue import EmbeddedRedis
+from pykue import _scripts as sc
 from pykue._codec import now_ms
 from tests.conftest import FAST, PY, py_env
 from tests.helpers import wait_for
@@ -150,13 +151,11 @@ def as_lost_reply(q: pykue.Queue, engine: Any, job_type: str, n: int) -> list[in
     """Enqueue n jobs and claim them under `engine`'s name in one transaction, as a claim
     whose reply never reached the worker would have (the engine cannot claim in between)."""
     with q.client.pipeline(transaction=True) as p:
-        args: list[Any] = [q.keys.prefix, now_ms(), n]
-        for _ in range(n):
-            fields = ["type", job_type, "data", "{}", "priority", "0", "state", "inactive", "max_attempts", "1"]
-            args += (job_type, "inactive", 0, 0, len(fields), *fields)
-        q.scripts.call("enqueue", q.keys.jobs, args, client=p)
-        claim = [q.keys.prefix, now_ms(), job_type, n, q.settings.lease_ms, f"{engine._base}:0", engine.worker_id, 0]
-        q.scripts.call("claim", q.keys.jobs, claim, client=p)
+        fields = ["type", job_type, "data", "{}", "priority", "0", "state", "inactive", "max_attempts", "1"]
+        q.scripts.send(sc.enqueue(q.keys, now=now_ms(), jobs=[(job_type, "inactive", 0, 0, fields)] * n), p)
+        claim = sc.claim(q.keys, now=now_ms(), job_type=job_type, count=n, lease_ms=q.settings.lease_ms,
+                         token_base=f"{engine._base}:0", worker_id=engine.worker_id, tokens_taken=0)  # fmt: skip
+        q.scripts.send(claim, p)
         ids, claimed = p.execute()
     assert len(claimed) == 3 * n  # id, token, fields per job: all held under the engine's name
     return [int(i) for i in ids]
@@ -357,13 +356,16 @@ def test_renewal_spares_a_claim_whose_reply_may_still_be_in_flight(url: str, pre
     (floor 8) and still unknown to the worker, they are handed back."""
     q = pykue.create_queue(url, prefix=prefix)
     q.save_many(q.create("f", {}) for _ in range(2))
-    assert len(q.scripts.call("claim", q.keys.jobs, [prefix, now_ms(), "f", 2, 1000, "w1:7", "w", 0])) == 6
+    claim = sc.claim(q.keys, now=now_ms(), job_type="f", count=2, lease_ms=1000, token_base="w1:7", worker_id="w",
+                     tokens_taken=0)  # fmt: skip
+    assert len(q.scripts.run(claim)) == 6
 
-    def renew(floor: int) -> list[list[str]]:
-        return list(q.scripts.call("renew", q.keys.jobs, [prefix, now_ms(), 1000, "w1", floor, "renew"]))
+    def renew(floor: int) -> list[list[int]]:
+        out = q.scripts.run(sc.renew(q.keys, now=now_ms(), lease_ms=1000, worker="w1", floor=floor, mode="renew"))
+        return [out.lost, out.back]
 
     assert renew(7) == [[], []] and q.active_count() == 2
-    assert renew(8) == [[], ["1", "2"]]
+    assert renew(8) == [[], [1, 2]]
     assert q.inactive_count() == 2 and r.hlen(f"{prefix}:pykue:owners") == 0
     assert r.hget(f"{prefix}:job:1", "attempts") is None  # no attempt spent
     q.shutdown()

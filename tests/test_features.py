@@ -363,12 +363,12 @@ def test_a_tick_fires_once_when_processes_race(queue: pykue.Queue, r: redis.Redi
     r.zadd(next_key(queue.keys), {sched.key: 1000})
     due = r.zrangebyscore(next_key(queue.keys), "-inf", codec.now_ms(), withscores=True)
     spec = r.hget(f"{prefix}:pykue:repeat", sched.key)
-    from pykue._schedule import _fire_args
+    from pykue._schedule import _fire_call
 
-    args = _fire_args(queue.keys, due[0][0], int(due[0][1]), spec, codec.now_ms())
-    assert args is not None
-    assert queue.scripts.call("repeat", queue.keys.jobs, args) > 0
-    assert queue.scripts.call("repeat", queue.keys.jobs, args) == 0
+    call = _fire_call(queue.keys, due[0][0], int(due[0][1]), spec, codec.now_ms())
+    assert call is not None
+    assert queue.scripts.run(call) > 0
+    assert queue.scripts.run(call) == 0
     assert queue.inactive_count("once") == 1
 
 

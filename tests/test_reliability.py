@@ -14,6 +14,7 @@ import pytest
 import redis
 
 import pykue
+from pykue import _scripts as sc
 from pykue._keys import zid
 from tests.conftest import FAST, PY, py_env
 from tests.helpers import wait_for
@@ -66,7 +67,8 @@ def test_job_that_keeps_killing_workers_is_failed_after_max_stalled(url: str, pr
     # Two claims that never finish, as if two workers died holding the job.
     for _ in range(2):
         wait_for(lambda: r.hget(f"{prefix}:job:{job.id}", "state") == "inactive")
-        q.scripts.call("claim", q.keys.jobs, [prefix, pykue._codec.now_ms(), "poison", 1, 200, "dead", "w", 0])
+        q.scripts.run(sc.claim(q.keys, now=pykue._codec.now_ms(), job_type="poison", count=1, lease_ms=200,
+                               token_base="dead", worker_id="w", tokens_taken=0))  # fmt: skip
         wait_for(lambda: r.hget(f"{prefix}:job:{job.id}", "state") != "active", what="reaper")
     got = q.get_job(job.id or 0)
     assert got.state == "failed" and got.error == "job stalled more than allowable limit"

@@ -17,6 +17,7 @@ import redis
 import redis.asyncio as aredis
 
 from pykue import EmbeddedRedis, Keys, Settings
+from pykue import _scripts as sc
 from pykue._scripts import AsyncScripts, Scripts
 from pykue._watchdog import AckLog, expire_unowned, parse_duration_ms
 from tests.conftest import PY, ROOT, py_env
@@ -49,8 +50,9 @@ class Fleet:
     def run(self, now: int, stuck_after: int = 1000, max_stalled: int = 1, count: int = 100,
             orphan_after: int | None = None) -> list[int]:  # fmt: skip
         orphans = stuck_after if orphan_after is None else orphan_after
-        args = [self.prefix, now, stuck_after, max_stalled, count, orphans]
-        return [int(x) for x in self.scripts.call("watchdog", self.keys.jobs, args)]
+        call = sc.watchdog(self.keys, now=now, stuck_after_ms=stuck_after, max_stalled=max_stalled, batch=count,
+                           orphan_after_ms=orphans)  # fmt: skip
+        return self.scripts.run(call)
 
     def cycle(self, now: int, count: int = 100) -> tuple[int, int]:
         """Passes until the key SCAN is back at its start: (orphans indexed, passes)."""
@@ -146,7 +148,7 @@ def test_the_reaper_counts_a_stall_against_the_run_it_belongs_to(fleet: Fleet) -
         fleet.r.sadd(fleet.keys.held("dead"), job_id)
     fleet.r.zadd(fleet.keys.workers, {"dead": 0})
     fleet.r.hset(fleet.keys.stalls, mapping={"1": "1@0/", "2": "1@0/"})  # both stalled once at attempts 0
-    assert fleet.scripts.call("reap", fleet.keys.jobs, [fleet.prefix, T0, 1, 100]) == [1, 1]
+    assert fleet.scripts.run(sc.reap(fleet.keys, now=T0, max_stalled=1, limit=100)) == sc.Reaped(1, 1)
     assert fleet.state(1) == "failed" and fleet.state(2) == "inactive"
     assert fleet.r.hget(fleet.keys.stalls, "2") == "1@1/"
 
@@ -240,10 +242,8 @@ def test_a_node_ttl_job_nobody_acks_is_announced_then_failed_after_the_grace(url
     fleet.r.hset(fleet.keys.owners, "2", "w1:1:1")  # a pykue worker's: fail.lua's "ttl" mode handles it
 
     def expire(now: int, *ids: int) -> list[int]:
-        args: list[Any] = [fleet.prefix, now, 500]
-        for job_id in ids:
-            args += (job_id, -1)
-        return [int(x) for x in fleet.scripts.call("expire_unowned", fleet.keys.jobs, args)]
+        jobs = [(job_id, -1) for job_id in ids]
+        return fleet.scripts.run(sc.expire_unowned(fleet.keys, now=now, grace_ms=500, jobs=jobs))
 
     assert expire(T0 + 50, 1) == [0]  # not past its TTL yet
     ps = fleet.r.pubsub()

@@ -14,6 +14,7 @@ import redis
 
 import pykue
 from pykue import _codec as codec
+from pykue import _scripts as sc
 from tests.conftest import FAST, PY, py_env
 from tests.helpers import wait_for
 from tests.services import Service
@@ -121,8 +122,8 @@ def test_moving_a_running_job_revokes_that_run(queue: pykue.Queue, api: str, mov
     move(queue, job.id or 0, api)
     # the first run's token is void: its completion is refused (checked directly, as the engine's
     # own completion may lose the race to the next claim and prove nothing)
-    args = [queue.keys.prefix, codec.now_ms(), 1, job.id, tokens[0], 5, '"run 1"']
-    assert queue.scripts.call("complete", queue.keys.jobs, args) == [0]
+    late = sc.complete(queue.keys, now=codec.now_ms(), jobs=[(job.id or 0, tokens[0], 5, '"run 1"')])
+    assert queue.scripts.run(late) == [sc.Outcome.NOT_OWNED]
     assert queue.get_job(job.id or 0).state in ("inactive", "active")  # active: re-claimed once revoked
     release[0].set()
     wait_for(lambda: len(tokens) == 2, what="the job to run once more")

@@ -17,12 +17,13 @@ from redis.exceptions import ResponseError
 
 from . import _codec as codec
 from . import _features as features
+from . import _scripts as sc
 from ._core import STAT_NAMES, QueueCore, default_queue, remember, stats_dict
 from ._errors import InvalidJobError, JobNotFoundError
 from ._job import BoundJob, log_line
 from ._keys import TERMINAL_STATES, State, check_state
 from ._pause import paused_key
-from ._retry import after_retry, retry_args, retry_outcome
+from ._retry import after_retry, retry_outcome
 from ._schedule import Schedule, loaded_schedule, make_schedule, next_key, schedules_key
 from ._scripts import AsyncScripts, best_effort
 from ._wait import AsyncWaiter, outcome_of, settle
@@ -52,11 +53,13 @@ class AsyncJob(BoundJob):
         return self
 
     async def remove(self) -> bool:
-        return bool(await self.queue._call("remove", [self.id, codec.now_ms()]))
+        call = sc.remove(self.queue.keys, job_id=self.id or 0, now=codec.now_ms())
+        return await self.queue.scripts.run(call) is sc.Outcome.DONE
 
     async def set_state(self, state: str) -> Self:
         checked = check_state(state)
-        if not await self.queue._call("set_state", [codec.now_ms(), self.id, checked.value]):
+        call = sc.set_state(self.queue.keys, now=codec.now_ms(), job_id=self.id or 0, state=checked.value)
+        if await self.queue.scripts.run(call) is not sc.Outcome.DONE:
             raise JobNotFoundError(self.id or 0)
         self.fields["state"] = checked.value
         return self
@@ -85,7 +88,8 @@ class AsyncJob(BoundJob):
 
     async def set_priority(self, level: int | str) -> Self:
         self.priority(level)
-        await self.queue._call("set_priority", [codec.now_ms(), self.id, self.opts.priority])
+        call = sc.set_priority(self.queue.keys, now=codec.now_ms(), job_id=self.id or 0, priority=self.opts.priority)
+        await self.queue.scripts.run(call)
         return self
 
     async def refresh(self) -> Self:
@@ -141,9 +145,6 @@ class AsyncQueueBase(QueueCore):
         """Subscribe to the events channel; returns once the subscription is confirmed."""
         raise NotImplementedError
 
-    async def _call(self, name: str, args: list[Any]) -> Any:
-        return await self.scripts.call(name, self.keys.jobs, [self.keys.prefix, *args])
-
     # -- producing --------------------------------------------------------------
     def create(self, job_type: str, data: Any = None, **options: Any) -> AsyncJob:
         """Kue's queue.create(type, data): a job to configure and save()."""
@@ -163,18 +164,18 @@ class AsyncQueueBase(QueueCore):
         listening = any(job.has_listeners() for job in jobs)
         if listening or self.has_listeners():
             await self.listen()  # confirmed before the script publishes `enqueue`
-        for i, (args, fields) in enumerate(calls):
+        for i, (call, fields) in enumerate(calls):
             chunk = jobs[i * SAVE_CHUNK : (i + 1) * SAVE_CHUNK]
-            await self._enqueue(chunk, args, fields, listening)
+            await self._enqueue(chunk, call, fields, listening)
 
-    async def _enqueue(self, jobs: Sequence[AsyncJob], args: list[Any], fields: list[list[str]],
+    async def _enqueue(self, jobs: Sequence[AsyncJob], call: sc.Call[list[Any]], fields: list[list[str]],
                        listening: bool) -> None:  # fmt: skip
         if listening:
             self._expect()
         ids: list[Any] = []
         try:
             try:
-                raw = await self.scripts.call("enqueue", self.keys.jobs, args)
+                raw = await self.scripts.run(call)
             except ResponseError as exc:
                 raise features.enqueue_error(exc) from None
             ids, held = features.saved_ids(raw)
@@ -191,7 +192,8 @@ class AsyncQueueBase(QueueCore):
         """Run a failed job again with its attempts reset (BullMQ's job.retry()); any other
         state raises JobStateError unless `force`. Forcing a running job revokes that run's
         owner token in the same call: its outcome is refused."""
-        retry_outcome(job_id, await self._call("retry", retry_args(job_id, force)))
+        call = sc.retry(self.keys, now=codec.now_ms(), job_id=job_id, force=force)
+        retry_outcome(job_id, await self.scripts.run(call))
 
     async def limit(self, job_type: str, max: int | None, per_ms: int = 1000) -> None:
         """At most `max` jobs of the type start per `per_ms` window across every pykue worker
@@ -213,7 +215,8 @@ class AsyncQueueBase(QueueCore):
     async def _progress(self, job: AsyncJob, pct: int, data: Any) -> None:
         data_json = codec.js_dumps(data, "progress data") if data is not None else ""
         with best_effort("progress", job.id):
-            await self._call("progress", [codec.now_ms(), job.id, pct, data_json])
+            call = sc.progress(self.keys, now=codec.now_ms(), job_id=job.id or 0, percent=pct, data_json=data_json)
+            await self.scripts.run(call)
 
     async def _log(self, job: AsyncJob, line: str) -> None:
         with best_effort("log", job.id):  # a pipeline is reset by execute(): no context needed
@@ -344,7 +347,9 @@ class AsyncQueueBase(QueueCore):
         removed: list[int] = []
         start = 0
         while start >= 0 and len(removed) < limit:
-            out = await self._call("clean", [checked.value, cutoff, start, CLEAN_SCAN, limit - len(removed)])
-            start = int(out[0])
-            removed += [int(x) for x in out[1:]]
+            call = sc.clean(self.keys, state=checked.value, cutoff=cutoff, start=start, scan=CLEAN_SCAN,
+                            limit=limit - len(removed))  # fmt: skip
+            out = await self.scripts.run(call)
+            start = out.next_start
+            removed += out.removed
         return removed

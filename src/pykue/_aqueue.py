@@ -29,14 +29,15 @@ class AsyncQueue(AsyncQueueBase):
     """A Kue queue for asyncio code. Make one with `pykue.create_async_queue()`."""
 
     def __init__(self, redis_url_or_client: str | redis.asyncio.Redis | ConnectionSettings | None = None, *,
-                 prefix: str = "q", settings: Settings | None = None, embedded: bool = False) -> None:  # fmt: skip
-        super().__init__(prefix, settings)
+                 prefix: str = "q", settings: Settings | None = None, embedded: bool = False,
+                 cluster: bool = False) -> None:  # fmt: skip
+        super().__init__(prefix, settings, cluster)
         self.server = EmbeddedRedis().start() if embedded else None
         if isinstance(redis_url_or_client, redis.asyncio.Redis):
             self.client = redis_url_or_client
             self.connection = ConnectionSettings.from_client(self.client)
         else:
-            self.connection = ConnectionSettings.of(self.server.url if self.server else redis_url_or_client)
+            self.connection = ConnectionSettings.of(self.server.url if self.server else redis_url_or_client, cluster)
             self.client = self.connection.async_client()
         self._runtime = Runtime(self.client, self.keys, self.settings)
         self.scripts = self._runtime.scripts
@@ -139,6 +140,6 @@ def _log_failure(task: asyncio.Future[None]) -> None:
 
 
 def create_async_queue(redis: str | Any = None, *, prefix: str = "q", settings: Settings | None = None,
-                       embedded: bool = False) -> AsyncQueue:  # fmt: skip
+                       embedded: bool = False, cluster: bool = False) -> AsyncQueue:  # fmt: skip
     """The asyncio twin of create_queue()."""
-    return AsyncQueue(redis, prefix=prefix, settings=settings, embedded=embedded)
+    return AsyncQueue(redis, prefix=prefix, settings=settings, embedded=embedded, cluster=cluster)

@@ -11,11 +11,12 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from . import _codec as codec
+from . import _scripts as sc
 from ._codec import Failure
 from ._errors import NoQueueError
 from ._events import Emitter
 from ._job import BaseJob, BoundJob, data_of, parse_fields
-from ._keys import Keys, State, check_state
+from ._keys import Keys, State, check_state, hash_tag
 from ._listeners import JobListeners
 from ._pause import WorkerContext
 from ._testmode import TestMode
@@ -44,11 +45,14 @@ def default_queue(kind: type[Q]) -> Q:
 
 
 class QueueCore(Emitter):
-    def __init__(self, prefix: str, settings: Settings | None) -> None:
+    def __init__(self, prefix: str, settings: Settings | None, cluster: bool = False) -> None:
         super().__init__()
         if not isinstance(prefix, str) or not prefix or any(c in prefix for c in " \n\r\t"):
             raise ValueError(f"prefix must be a non-empty string without spaces; got {prefix!r}")
-        self.keys = Keys(prefix)
+        if cluster and hash_tag(prefix) is None:
+            raise ValueError(f"on a Redis Cluster the prefix must carry a hash tag, such as {{{prefix}}}, so that "
+                             f"all of the queue's keys share a slot; got {prefix!r}")  # fmt: skip
+        self.keys = Keys(prefix, cluster)
         self.settings = settings or Settings()
         self.test_mode = TestMode()
         self.listeners = JobListeners(self)
@@ -77,16 +81,12 @@ class QueueCore(Emitter):
         if job.id is not None and not job.has_listeners() and self.listeners.jobs.get(job.id) is job:
             del self.listeners.jobs[job.id]
 
-    def _enqueue_args(self, jobs: Sequence[BaseJob], now: int) -> tuple[list[Any], list[list[str]]]:
-        """One enqueue call's arguments; every job is validated before anything is sent."""
-        args: list[Any] = [self.keys.prefix, now, len(jobs)]
-        all_fields = []
-        for job in jobs:
-            fields = job._new_fields(now)
-            all_fields.append(fields)
-            state = "delayed" if job.opts.delay > 0 else "inactive"
-            args += (job.type, state, job.opts.priority, now + job.opts.delay, len(fields), *fields)
-        return args, all_fields
+    def _enqueue_args(self, jobs: Sequence[BaseJob], now: int) -> tuple[sc.Call[list[Any]], list[list[str]]]:
+        """One enqueue call; every job is validated before anything is sent."""
+        all_fields = [job._new_fields(now) for job in jobs]
+        specs = [(job.type, "delayed" if job.opts.delay > 0 else "inactive", job.opts.priority, now + job.opts.delay,
+                  fields) for job, fields in zip(jobs, all_fields, strict=True)]  # fmt: skip
+        return sc.enqueue(self.keys, now=now, jobs=specs), all_fields
 
     @staticmethod
     def _after_save(jobs: Sequence[BaseJob], ids: Sequence[Any], all_fields: list[list[str]]) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._codec import js_dumps
+from .connection import is_cluster, raw_cluster_client
 
 log = logging.getLogger("pykue.events")
 
@@ -66,6 +67,8 @@ def checked(raw: str | bytes) -> str | None:
 
 def raw_client(client: Any) -> Any:
     """A client like `client` (same connection settings) whose replies are not decoded."""
+    if is_cluster(client):
+        return raw_cluster_client(client)
     pool = client.connection_pool
     kwargs = {**pool.connection_kwargs, "decode_responses": False}
     raw_pool = type(pool)(connection_class=pool.connection_class, **kwargs)

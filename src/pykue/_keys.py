@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 
 from ._errors import InvalidJobError
 
@@ -46,9 +47,44 @@ def id_from_zid(member: str) -> int:
     return int(member.split("|", 1)[1])
 
 
+# The queue's fixed keys, by name after the prefix, in the order every script receives them
+# as KEYS (lua/_lib.lua's DECLARED lists the same names; tests/test_cluster.py checks).
+# Per-job and per-type keys (job:ID, jobs:TYPE:STATE, pykue:held:WORKER, ...) are derived in
+# Lua from the prefix: on Redis Cluster the prefix carries a {hash tag}, so they share the slot.
+DECLARED = (
+    "jobs", "ids", "job:types", "stats:work-time",
+    "jobs:inactive", "jobs:active", "jobs:complete", "jobs:failed", "jobs:delayed",
+    "pykue:owners", "pykue:workers", "pykue:stalls", "pykue:watchdog", "pykue:ttl", "pykue:orphans",
+    "pykue:paused", "pykue:repeat", "pykue:repeat:next", "pykue:limits", "pykue:unique",
+)  # fmt: skip
+
+
+def hash_tag(prefix: str) -> str | None:
+    """The {tag} Redis Cluster hashes a key by (its first non-empty {...}), or None."""
+    start = prefix.find("{")
+    end = prefix.find("}", start + 1) if start >= 0 else -1
+    return prefix[start + 1 : end] if end > start + 1 else None
+
+
 @dataclass(frozen=True)
 class Keys:
     prefix: str = "q"
+    cluster: bool = False  # on a Redis Cluster Kue's unprefixed locks would sit in another slot
+
+    @property
+    def promotion_lock(self) -> str:
+        """Kue's delayed-job promotion lock: shared with Node Kue, so unprefixed as Kue has it,
+        except on a cluster (which Kue 0.11.6 cannot use), where it joins the queue's slot."""
+        return self.key(PROMOTION_LOCK) if self.cluster else PROMOTION_LOCK
+
+    @property
+    def ttl_lock(self) -> str:
+        return self.key(TTL_LOCK) if self.cluster else TTL_LOCK
+
+    @cached_property
+    def declared(self) -> tuple[str, ...]:
+        """Every fixed key a script may touch, passed as its KEYS (built once: every call sends it)."""
+        return tuple(self.key(name) for name in DECLARED)
 
     def key(self, name: str) -> str:
         return f"{self.prefix}:{name}"

@@ -79,14 +79,15 @@ class Queue(QueueBase):
     """A Kue queue, sync flavour. Make one with `pykue.create_queue()`."""
 
     def __init__(self, redis_url_or_client: str | redis.Redis | ConnectionSettings | None = None, *,
-                 prefix: str = "q", settings: Settings | None = None, embedded: bool = False) -> None:  # fmt: skip
-        super().__init__(prefix, settings)
+                 prefix: str = "q", settings: Settings | None = None, embedded: bool = False,
+                 cluster: bool = False) -> None:  # fmt: skip
+        super().__init__(prefix, settings, cluster)
         self.server = EmbeddedRedis().start() if embedded else None
         if isinstance(redis_url_or_client, redis.Redis):
             self.client = redis_url_or_client
             self.connection = ConnectionSettings.from_client(self.client)
         else:
-            self.connection = ConnectionSettings.of(self.server.url if self.server else redis_url_or_client)
+            self.connection = ConnectionSettings.of(self.server.url if self.server else redis_url_or_client, cluster)
             self.client = self.connection.sync_client()
         self.scripts = Scripts(self.client)
         self._bg: _LoopThread | None = None
@@ -206,7 +207,8 @@ class Queue(QueueBase):
 
 
 def create_queue(redis: str | Any = None, *, prefix: str = "q", settings: Settings | None = None,
-                 embedded: bool = False) -> Queue:  # fmt: skip
+                 embedded: bool = False, cluster: bool = False) -> Queue:  # fmt: skip
     """Kue's kue.createQueue(): a queue on `redis` (URL, client or ConnectionSettings; default
-    $REDIS_URL or redis://127.0.0.1:6379/0), or on a private embedded server with embedded=True."""
-    return Queue(redis, prefix=prefix, settings=settings, embedded=embedded)
+    $REDIS_URL or redis://127.0.0.1:6379/0), or on a private embedded server with embedded=True.
+    cluster=True: `redis` is a node of a Redis Cluster, and `prefix` must carry a {hash tag}."""
+    return Queue(redis, prefix=prefix, settings=settings, embedded=embedded, cluster=cluster)

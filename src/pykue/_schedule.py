@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from . import _codec as codec
+from . import _scripts as sc
 from ._errors import InvalidJobError
 from ._job import BaseJob
 from ._keys import Keys
@@ -129,14 +130,14 @@ async def fire_due(client: Any, scripts: AsyncScripts, keys: Keys, now: int | No
     specs = await client.hmget(schedules_key(keys), [skey for skey, _ in due])
     ids = []
     for (skey, score), spec in zip(due, specs, strict=True):
-        args = _fire_args(keys, skey, int(score), spec, now)
-        if args is not None and (job_id := await scripts.call("repeat", keys.jobs, args)):
-            ids.append(int(job_id))
+        call = _fire_call(keys, skey, int(score), spec, now)
+        if call is not None and (job_id := await scripts.run(call)):
+            ids.append(job_id)
     return ids
 
 
-def _fire_args(keys: Keys, skey: str, tick: int, spec: str | None, now: int) -> list[Any] | None:
-    """repeat.lua's arguments for one due tick; None (and a warning) for a corrupt record.
+def _fire_call(keys: Keys, skey: str, tick: int, spec: str | None, now: int) -> sc.Call[int] | None:
+    """repeat.lua's call for one due tick; None (and a warning) for a corrupt record.
     A missing spec still gets a call, which drops the orphaned next-run entry."""
     try:
         sched = Schedule.from_json(spec) if spec is not None else None
@@ -145,4 +146,5 @@ def _fire_args(keys: Keys, skey: str, tick: int, spec: str | None, now: int) -> 
     except (ValueError, TypeError, KeyError, InvalidJobError) as exc:
         log.warning("pykue: schedule %r is corrupt (%s); left as is", skey, exc)
         return None
-    return [keys.prefix, now, skey, tick, nxt, sched.type if sched else "", priority, len(fields), *fields]
+    return sc.repeat(keys, now=now, schedule=skey, expected=tick, next_run=nxt, job_type=sched.type if sched else "",
+                     priority=priority, fields=fields)  # fmt: skip

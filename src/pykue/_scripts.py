@@ -1,22 +1,28 @@
-"""The Lua scripts: read once from `lua/*.lua`, registered per Redis client.
+"""The Lua scripts: read once from `lua/*.lua`, registered per Redis client, called typed.
 
-Each transition is one script call. `Scripts` (sync) and `AsyncScripts` hold the
-registered objects; argument lists are built by the pure helpers below so both
-front-ends send exactly the same calls.
+Each transition is one script call. A builder per script (`claim(keys, now=..., ...)`) is a
+pure function that names every argument and returns a `Call`: the script, its KEYS (every
+fixed key of the queue, so Redis Cluster routes and checks them), its ARGV, and how to read
+the reply into a named outcome. `Scripts.run` (sync) and `AsyncScripts.run` are the one seam
+that does I/O; a transition Redis refused (an outcome for a job the caller no longer owns)
+is logged there at WARNING, as BullMQ's scripts.ts turns its error codes into messages.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from redis.exceptions import RedisError, ResponseError
 
 from ._errors import RedisOutOfMemoryError
+from ._keys import Keys
 
 log = logging.getLogger("pykue")
 _warned: set[str] = set()
@@ -54,13 +60,222 @@ def source(name: str) -> str:
     return (lua / "_lib.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
 
 
+T = TypeVar("T")
+
+
+class Outcome(StrEnum):
+    """What a transition did. NOT_OWNED is a refusal: the caller's owner token is no longer
+    the job's (its lease was reaped, it was moved by hand or retried by force, a second done())."""
+
+    DONE = "done"
+    NOT_OWNED = "not owned"
+    NOT_FOUND = "not found"
+    PAUSED = "paused"
+
+
+@dataclass(frozen=True)
+class Failed:
+    """fail.lua's answer: attempts made, and whether the job is now failed for good."""
+
+    attempts: int
+    final: bool
+
+
+@dataclass(frozen=True)
+class Renewed:
+    lost: list[int]  # ids the worker no longer owns
+    back: list[int]  # ids handed back: held under a claim whose reply never arrived
+
+
+@dataclass(frozen=True)
+class Reaped:
+    requeued: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class Cleaned:
+    next_start: int  # -1: the end of the set was reached
+    removed: list[int]
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One script call, ready to send: built by a pure function, sent by `run`."""
+
+    script: str
+    keys: tuple[str, ...]
+    args: tuple[Any, ...]
+    read: Callable[[Any], T] = field(compare=False)
+    refusal: Callable[[T], str | None] = field(default=lambda _: None, compare=False)
+
+
+def _text(raw: Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def _ints(raw: Any) -> list[int]:
+    return [int(x) for x in raw or []]
+
+
+def _done_or(missing: Outcome) -> Callable[[Any], Outcome]:
+    return lambda raw: Outcome.DONE if int(raw or 0) else missing
+
+
+def _call(script: str, keys: Keys, args: Sequence[Any], read: Callable[[Any], T],
+          refusal: Callable[[T], str | None] | None = None) -> Call[T]:  # fmt: skip
+    """ARGV[1] is always the prefix (per-job and per-type keys are derived from it in Lua)."""
+    return Call(script, keys.declared, (keys.prefix, *args), read, refusal or (lambda _: None))
+
+
+# -- one builder per script: keyword names in, a named outcome out ----------------------------
+def enqueue(keys: Keys, *, now: int, jobs: Sequence[tuple[str, str, int, int, Sequence[str]]]) -> Call[list[Any]]:
+    """jobs: (type, state, priority, promote_at, hash fields) each. The reply: per job its new
+    id, or "-<id>" of the unfinished job holding its unique key (_features.saved_ids reads it)."""
+    args: list[Any] = [now, len(jobs)]
+    for jtype, state, priority, promote_at, fields in jobs:
+        args += (jtype, state, priority, promote_at, len(fields), *fields)
+    return _call("enqueue", keys, args, lambda raw: list(raw or []))
+
+
+def claim(keys: Keys, *, now: int, job_type: str, count: int, lease_ms: int, token_base: str, worker_id: str,
+          tokens_taken: int) -> Call[Outcome | list[Any]]:  # fmt: skip
+    """The reply: PAUSED, or flat (id, token, job hash) triples, read undecoded."""
+    args = (now, job_type, count, lease_ms, token_base, worker_id, tokens_taken)
+    return _call("claim", keys, args, _claimed)
+
+
+def _claimed(raw: Any) -> Outcome | list[Any]:
+    if isinstance(raw, (bytes, str)) and _text(raw) == "paused":
+        return Outcome.PAUSED
+    return list(raw or [])
+
+
+def complete(keys: Keys, *, now: int, jobs: Sequence[tuple[int, str, int, str]]) -> Call[list[Outcome]]:
+    """jobs: (id, owner token, duration ms, result JSON or "") each."""
+    args: list[Any] = [now, len(jobs)]
+    for job in jobs:
+        args += job
+    ids = [job[0] for job in jobs]
+
+    def refusal(out: list[Outcome]) -> str | None:
+        refused = [i for i, o in zip(ids, out, strict=True) if o is Outcome.NOT_OWNED]
+        return f"completion of job(s) {refused} refused: no longer owned by this worker" if refused else None
+
+    return _call("complete", keys, args, lambda raw: [_done_or(Outcome.NOT_OWNED)(x) for x in raw], refusal)
+
+
+def fail(keys: Keys, *, now: int, job_id: int | str, token: str, error: str, log_line: str, message: str,
+         retry_delay_ms: int, mode: str = "") -> Call[Failed | Outcome]:  # fmt: skip
+    """token "*" (with mode "ttl"): any pykue owner, only if the TTL ran out."""
+    args = (now, job_id, token, error, log_line, message, retry_delay_ms, mode)
+
+    def refusal(out: Failed | Outcome) -> str | None:
+        if out is not Outcome.NOT_OWNED or mode == "ttl":  # the TTL checker's miss is no refusal
+            return None
+        return f"failure of job {job_id} refused: no longer owned by this worker (token {token})"
+
+    return _call("fail", keys, args, _failed, refusal)
+
+
+def _failed(raw: Any) -> Failed | Outcome:
+    if raw is None:
+        return Outcome.NOT_OWNED
+    n = int(raw)
+    return Failed(abs(n), n < 0)
+
+
+def set_aside(keys: Keys, *, now: int, job_id: int, token: str, reason: str) -> Call[Outcome]:
+    def refusal(out: Outcome) -> str | None:
+        return f"setting job {job_id} aside refused: no longer owned" if out is Outcome.NOT_OWNED else None
+
+    return _call("set_aside", keys, (now, job_id, token, reason), _done_or(Outcome.NOT_OWNED), refusal)
+
+
+def progress(keys: Keys, *, now: int, job_id: int | str, percent: int, data_json: str) -> Call[Outcome]:
+    return _call("progress", keys, (now, job_id, percent, data_json), _done_or(Outcome.NOT_FOUND))
+
+
+def promote(keys: Keys, *, now: int, limit: int) -> Call[int]:
+    return _call("promote", keys, (now, limit), lambda raw: int(raw or 0))
+
+
+def renew(keys: Keys, *, now: int, lease_ms: int, worker: str, floor: int, mode: str,
+          held: Sequence[tuple[int, str]] = ()) -> Call[Renewed]:  # fmt: skip
+    """mode "renew" or "release"; held: (id, token) of the jobs the worker knows it holds."""
+    args: list[Any] = [now, lease_ms, worker, floor, mode]
+    for job_id, token in held:
+        args += (job_id, token)
+    return _call("renew", keys, args, lambda raw: Renewed(_ints(raw[0]), _ints(raw[1])))
+
+
+def reap(keys: Keys, *, now: int, max_stalled: int, limit: int) -> Call[Reaped]:
+    return _call("reap", keys, (now, max_stalled, limit), lambda raw: Reaped(int(raw[0]), int(raw[1])))
+
+
+def remove(keys: Keys, *, job_id: int | str, now: int) -> Call[Outcome]:
+    return _call("remove", keys, (job_id, now), _done_or(Outcome.NOT_FOUND))
+
+
+def set_state(keys: Keys, *, now: int, job_id: int | str, state: str, bare: bool = False) -> Call[Outcome]:
+    """bare: Kue's job.state(s) as kue.app's PUT uses it (progress and failed_at untouched)."""
+    return _call("set_state", keys, (now, job_id, state, "state" if bare else ""), _done_or(Outcome.NOT_FOUND))
+
+
+def set_priority(keys: Keys, *, now: int, job_id: int | str, priority: int | str) -> Call[Outcome]:
+    return _call("set_priority", keys, (now, job_id, priority), _done_or(Outcome.NOT_FOUND))
+
+
+def repair_tokens(keys: Keys, *, job_types: Sequence[str]) -> Call[int]:
+    return _call("repair_tokens", keys, tuple(job_types), lambda raw: int(raw or 0))
+
+
+def unlock(keys: Keys, *, lock: str, token: str) -> Call[bool]:
+    """The lock is KEYS[1] (Kue's are unprefixed, so the queue's keys are not declared here)."""
+    return Call("unlock", (lock,), (token,), lambda raw: bool(raw))
+
+
+def retry(keys: Keys, *, now: int, job_id: int | str, force: bool) -> Call[Outcome | str]:
+    """DONE, NOT_FOUND, or the state of a job that may not be retried without force."""
+    return _call("retry", keys, (now, job_id, "1" if force else "0"), _retried)
+
+
+def _retried(raw: Any) -> Outcome | str:
+    if raw == 1:
+        return Outcome.DONE
+    return Outcome.NOT_FOUND if raw == 0 else _text(raw)
+
+
+def watchdog(keys: Keys, *, now: int, stuck_after_ms: int, max_stalled: int, batch: int,
+             orphan_after_ms: int) -> Call[list[int]]:  # fmt: skip
+    """{owners dropped, marks dropped, requeued, failed, reindexed, strays dropped}."""
+    return _call("watchdog", keys, (now, stuck_after_ms, max_stalled, batch, orphan_after_ms), _ints)
+
+
+def expire_unowned(keys: Keys, *, now: int, grace_ms: int, jobs: Sequence[tuple[int, int]]) -> Call[list[int]]:
+    """jobs: (id, retry delay ms) each; per job 0 skipped, 1 announced, 2 failed."""
+    args: list[Any] = [now, grace_ms]
+    for job in jobs:
+        args += job
+    return _call("expire_unowned", keys, args, _ints)
+
+
+def repeat(keys: Keys, *, now: int, schedule: str, expected: int, next_run: int, job_type: str, priority: int,
+           fields: Sequence[str]) -> Call[int]:  # fmt: skip
+    """The new job's id, or 0 when the tick was already fired or the schedule removed."""
+    args = (now, schedule, expected, next_run, job_type, priority, len(fields), *fields)
+    return _call("repeat", keys, args, lambda raw: int(raw or 0))
+
+
+def clean(keys: Keys, *, state: str, cutoff: int, start: int, scan: int, limit: int) -> Call[Cleaned]:
+    return _call("clean", keys, (state, cutoff, start, scan, limit), lambda raw: Cleaned(int(raw[0]), _ints(raw[1:])))
+
+
+# -- the seam ---------------------------------------------------------------------------------
 class _Registry:
     def __init__(self, client: Any, raw_client: Any = None) -> None:
         raw = raw_client or client
         self._s = {name: (raw if name in UNDECODED else client).register_script(source(name)) for name in NAMES}
-
-    def script(self, name: str) -> Any:
-        return self._s[name]
 
 
 def _oom(exc: ResponseError) -> RedisOutOfMemoryError | None:
@@ -74,28 +289,42 @@ def _oom(exc: ResponseError) -> RedisOutOfMemoryError | None:
     )
 
 
-class Scripts(_Registry):
-    """Sync: `scripts.call("claim", keys.jobs, args)`."""
+def _outcome(call: Call[T], raw: Any) -> T:
+    out = call.read(raw)
+    refused = call.refusal(out)
+    if refused:
+        log.warning("pykue: %s", refused)
+    return out
 
-    def call(self, name: str, route_key: str, args: list[Any], client: Any = None) -> Any:
+
+class Scripts(_Registry):
+    """Sync: `scripts.run(claim(keys, now=..., ...))`."""
+
+    def run(self, call: Call[T], client: Any = None) -> T:
         try:
-            return self._s[name](keys=[route_key], args=args, client=client)
+            raw = self._s[call.script](keys=list(call.keys), args=list(call.args), client=client)
         except ResponseError as exc:
             oom = _oom(exc)
             if oom is None:
                 raise
             raise oom from exc
+        return _outcome(call, raw)
+
+    def send(self, call: Call[Any], pipeline: Any) -> None:
+        """Queue the call in a pipeline or transaction; read its reply with `call.read`."""
+        self._s[call.script](keys=list(call.keys), args=list(call.args), client=pipeline)
 
 
 class AsyncScripts(_Registry):
-    async def call(self, name: str, route_key: str, args: list[Any], client: Any = None) -> Any:
+    async def run(self, call: Call[T], client: Any = None) -> T:
         try:
-            return await self._s[name](keys=[route_key], args=args, client=client)
+            raw = await self._s[call.script](keys=list(call.keys), args=list(call.args), client=client)
         except ResponseError as exc:
             oom = _oom(exc)
             if oom is None:
                 raise
             raise oom from exc
+        return _outcome(call, raw)
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import _codec as codec
+from . import _scripts as sc
 from ._events import decode
 from ._keys import Keys
 from ._scripts import AsyncScripts
@@ -45,8 +46,9 @@ class WatchdogPass:
 
 async def watchdog_pass(scripts: AsyncScripts, keys: Keys, stuck_after_ms: int, max_stalled: int, batch: int,
                         orphan_after_ms: int) -> WatchdogPass:  # fmt: skip
-    args = [keys.prefix, codec.now_ms(), stuck_after_ms, max_stalled, batch, orphan_after_ms]
-    done = WatchdogPass(*(int(x) for x in await scripts.call("watchdog", keys.jobs, args)))
+    call = sc.watchdog(keys, now=codec.now_ms(), stuck_after_ms=stuck_after_ms, max_stalled=max_stalled, batch=batch,
+                       orphan_after_ms=orphan_after_ms)  # fmt: skip
+    done = WatchdogPass(*await scripts.run(call))
     if done.requeued or done.failed or done.reindexed or done.strays_dropped:
         log.warning("pykue watchdog: %d stuck job(s) back to inactive, %d failed (stalled too often), "
                     "%d orphan(s) indexed again, %d stale active entries dropped",
@@ -83,14 +85,14 @@ async def expire_unowned(client: Any, scripts: AsyncScripts, keys: Keys, ids: li
     ids = [i for i in ids if not acks.recent(i)]
     if not ids:
         return []
-    args: list[Any] = [keys.prefix, codec.now_ms(), grace_ms]
+    jobs: list[tuple[int, int]] = []
     for job_id in ids:
         raw = await client.hmget(keys.job(job_id), "backoff", "delay", "attempts")
         backoff, delay, made = (x.decode() if isinstance(x, bytes) else x for x in raw)
         ms, _ = codec.backoff_delay(backoff, int(made or 0) + 1, int(delay or 0))
-        args += (job_id, ms)
-    out = await scripts.call("expire_unowned", keys.jobs, args)
-    failed = [job_id for job_id, r in zip(ids, out, strict=True) if int(r) == 2]
+        jobs.append((job_id, ms))
+    out = await scripts.run(sc.expire_unowned(keys, now=codec.now_ms(), grace_ms=grace_ms, jobs=jobs))
+    failed = [job_id for job_id, r in zip(ids, out, strict=True) if r == 2]
     if failed:
         log.warning('pykue: no Kue worker acked "ttl exceeded" for job(s) %s; failed them as Kue would', failed)
     return failed

@@ -22,15 +22,16 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.exceptions import RedisError, ResponseError
 
 from . import _codec as codec
 from . import _joblog
+from . import _scripts as sc
 from ._events import checked, decode, raw_client
 from ._features import split_limit
-from ._keys import PROMOTION_LOCK, TTL_LOCK, Keys
+from ._keys import Keys
 from ._scripts import AsyncScripts
 from ._watchdog import AckLog, WatchdogPass, expire_unowned, watchdog_pass
 
@@ -67,7 +68,7 @@ class Settings:
             raise ValueError("stuck_after_ms, orphan_after_ms, ttl_grace_ms >= 0 and watchdog_batch >= 1 are required")
 
 
-PAUSED = b"paused"  # claim.lua's reply for a type paused with queue.pause() (claim replies stay undecoded)
+T = TypeVar("T")
 RunFn = Callable[[int, str, dict[str, str], "JobLease"], Awaitable[Any]]
 
 
@@ -197,13 +198,13 @@ class WorkerEngine:
     def start(self) -> None:
         self._loops = [asyncio.ensure_future(self._fetch_loop()), asyncio.ensure_future(self._renew_loop())]
 
-    async def _outcome(self, name: str, args: list[Any]) -> Any:
+    async def _outcome(self, call: sc.Call[T]) -> T:
         """An outcome must be written: retried through dropped connections, restarts and a
         full Redis; claiming waits meanwhile, so a worker does not run jobs it cannot finish."""
-        pace = _Backoff(name)
+        pace = _Backoff(call.script)
         while True:
             try:
-                out = await self.scripts.call(name, self.keys.jobs, args)
+                out = await self.scripts.run(call)
             except (RedisError, OSError) as exc:
                 self._deliverable.clear()
                 await pace.wait(exc)
@@ -228,10 +229,11 @@ class WorkerEngine:
             self._seq += 1
             self._inflight = self._seq
             now, sent = codec.now_ms(), time.monotonic()
-            args = [self.keys.prefix, now, self.type, min(free, self.settings.batch),
-                    self.settings.lease_ms, f"{self._base}:{self._seq}", self.worker_id, taken]  # fmt: skip
+            call = sc.claim(self.keys, now=now, job_type=self.type, count=min(free, self.settings.batch),
+                            lease_ms=self.settings.lease_ms, token_base=f"{self._base}:{self._seq}",
+                            worker_id=self.worker_id, tokens_taken=taken)  # fmt: skip
             try:
-                out = await self.scripts.call("claim", self.keys.jobs, args)
+                out = await self.scripts.run(call)
             except (RedisError, OSError) as exc:
                 # The claim may have run with its reply lost: its jobs are held under our
                 # name but unknown here, and the next renewal hands them back.
@@ -241,7 +243,9 @@ class WorkerEngine:
                 continue
             self._inflight = None
             pace = _Backoff(f"claiming {self.type} jobs")
-            if out == PAUSED:  # queue.pause(type): claim.lua took nothing; `taken` stays ours
+            if not isinstance(
+                out, list
+            ):  # Outcome.PAUSED, queue.pause(type): claim.lua took nothing; `taken` stays ours
                 await self._nap()
                 continue
             out, limited = split_limit(out)
@@ -275,8 +279,8 @@ class WorkerEngine:
         call fails too, the job stays held under a token no handler owns, which the lease
         renewal hands back, and the next claim sets it aside again."""
         log.error("pykue: %s job %s set aside: %s", self.type, job_id, reason)
-        args = [self.keys.prefix, codec.now_ms(), job_id, token, reason]
-        task = asyncio.ensure_future(self.scripts.call("set_aside", self.keys.jobs, args))
+        call = sc.set_aside(self.keys, now=codec.now_ms(), job_id=job_id, token=token, reason=reason)
+        task = asyncio.ensure_future(self.scripts.run(call))
         _ASIDES.add(task)
         task.add_done_callback(_ASIDES.discard)
 
@@ -342,13 +346,11 @@ class WorkerEngine:
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending[:500], self._pending[500:]
-            args: list[Any] = [self.keys.prefix, codec.now_ms(), len(batch)]
-            for h, dur, rjson in batch:
-                args += (h.job_id, h.token, dur, rjson)
-            done = await self._outcome("complete", args)
+            jobs = [(h.job_id, h.token, dur, rjson) for h, dur, rjson in batch]
+            done = await self._outcome(sc.complete(self.keys, now=codec.now_ms(), jobs=jobs))
             for (h, dur, _), ok in zip(batch, done, strict=False):
                 self._forget(h)
-                if ok:
+                if ok is sc.Outcome.DONE:
                     _joblog.outcome(h.job_id, self.type, "complete", dur, int(h.fields.get("attempts") or 0) + 1)
 
     async def _fail(self, h: Held, error: BaseException | str, mode: str = "") -> None:
@@ -361,14 +363,15 @@ class WorkerEngine:
         if warning:
             log.warning("pykue: job %s: %s", h.job_id, warning)
         now = codec.now_ms()
-        args = [self.keys.prefix, now, h.job_id, h.token, err, line, msg, delay, mode]
+        call = sc.fail(self.keys, now=now, job_id=h.job_id, token=h.token, error=err, log_line=line, message=msg,
+                       retry_delay_ms=delay, mode=mode)  # fmt: skip
         try:
-            made = await self._outcome("fail", args)
+            made = await self._outcome(call)
         finally:
             self._forget(h)
-        if made is not None:
+        if isinstance(made, sc.Failed):
             dur = now - int(h.fields.get("started_at") or now)
-            _joblog.outcome(h.job_id, self.type, "failed" if int(made) < 0 else "retry", dur, attempts, msg)
+            _joblog.outcome(h.job_id, self.type, "failed" if made.final else "retry", dur, attempts, msg)
 
     async def ttl_exceeded(self, job_id: int) -> None:
         """A TTL checker (Node Kue's, usually) says a job we hold ran out of time: fail it
@@ -421,13 +424,12 @@ class WorkerEngine:
         """Heartbeat (a live worker keeps its lease even when idle), learn which jobs were
         taken from us, and have Redis hand back what it says we hold but no handler runs."""
         floor = self._inflight if self._inflight is not None else self._seq + 1
-        args: list[Any] = [self.keys.prefix, codec.now_ms(), self.settings.lease_ms, self._base, floor, mode]
         sent_tokens = {job_id: h.token for job_id, h in self._held.items()}
-        for job_id, token in sent_tokens.items():
-            args += (job_id, token)
+        call = sc.renew(self.keys, now=codec.now_ms(), lease_ms=self.settings.lease_ms, worker=self._base,
+                        floor=floor, mode=mode, held=list(sent_tokens.items()))  # fmt: skip
         sent = time.monotonic()
         try:
-            lost, back = await self.scripts.call("renew", self.keys.jobs, args)
+            lost, back = (renewed := await self.scripts.run(call)).lost, renewed.back
         except (RedisError, OSError) as exc:
             if raising:
                 raise
@@ -546,11 +548,11 @@ class Maintenance:
         try:
             return await fn()
         finally:
-            await self.scripts.call("unlock", lock, [token])
+            await self.scripts.run(sc.unlock(self.keys, lock=lock, token=token))
 
     async def promote(self) -> int:
-        args = [self.keys.prefix, codec.now_ms(), 1000]
-        return int(await self._locked(PROMOTION_LOCK, lambda: self.scripts.call("promote", self.keys.jobs, args)) or 0)
+        call = sc.promote(self.keys, now=codec.now_ms(), limit=1000)
+        return int(await self._locked(self.keys.promotion_lock, lambda: self.scripts.run(call)) or 0)
 
     async def reap(self) -> list[int]:
         """Only after a full lease of seeing Redis answer: when Redis was down or stalled (or
@@ -559,8 +561,9 @@ class Maintenance:
         loop = asyncio.get_running_loop()
         if loop.time() - self._healthy_since < self.settings.lease_ms / 1000:
             return []
-        args = [self.keys.prefix, codec.now_ms(), self.settings.max_stalled, 1000]
-        return [int(x) for x in await self.scripts.call("reap", self.keys.jobs, args)]
+        out = await self.scripts.run(sc.reap(self.keys, now=codec.now_ms(), max_stalled=self.settings.max_stalled,
+                                             limit=1000))  # fmt: skip
+        return [out.requeued, out.failed]
 
     async def fire_schedules(self) -> list[int]:
         """Repeatable jobs whose tick is due (see _schedule.py); each tick fires once fleet-wide."""
@@ -571,7 +574,7 @@ class Maintenance:
     async def repair(self) -> int:
         if not self.types:
             return 0
-        return int(await self.scripts.call("repair_tokens", self.keys.jobs, [self.keys.prefix, *sorted(self.types)]))
+        return await self.scripts.run(sc.repair_tokens(self.keys, job_types=sorted(self.types)))
 
     async def watchdog(self) -> WatchdogPass:
         """Clean up after Node processes and kue.app (stale leases and marks, orphans; with
@@ -581,7 +584,7 @@ class Maintenance:
                                    s.orphan_after_ms)  # fmt: skip
 
     async def check_ttl(self) -> None:
-        await self._locked(TTL_LOCK, self._ttl_pass)
+        await self._locked(self.keys.ttl_lock, self._ttl_pass)
 
     async def _ttl_pass(self) -> None:
         """Fail jobs of ours past their TTL; tell Node's workers about theirs, as Kue does, and
@@ -601,8 +604,8 @@ class Maintenance:
             made, delay = codec.int_field(f, "attempts"), codec.int_field(f, "delay")
             ms, _ = codec.backoff_delay(f["backoff"], made + 1, delay)
             msg = "TTL exceeded"
-            args = [self.keys.prefix, now, job_id, "*", msg, msg, msg, ms, "ttl"]
-            await self.scripts.call("fail", self.keys.jobs, args)
+            await self.scripts.run(sc.fail(self.keys, now=now, job_id=job_id, token="*", error=msg, log_line=msg,
+                                           message=msg, retry_delay_ms=ms, mode="ttl"))  # fmt: skip
         await expire_unowned(self.client, self.scripts, self.keys, unowned, self.settings.ttl_grace_ms, self.acks)
 
 
@@ -624,7 +627,7 @@ class Subscriber:
 
     async def start(self) -> None:
         """Returns once the subscription is confirmed, so no later event is missed."""
-        self._raw = raw_client(self.client)
+        self._raw = await raw_client(self.client).initialize()  # a cluster client learns its slots here
         self._pubsub = self._raw.pubsub()
         await self._pubsub.subscribe(self.channel)
         while True:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster as acluster
 import redis.asyncio.connection as aconn
+import redis.cluster as scluster
 import redis.connection as sconn
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
@@ -59,21 +61,27 @@ class ConnectionSettings:
 
     transport: Transport = "tcp"
     options: Mapping[str, Any] = field(default_factory=dict)
+    cluster: bool = False  # a Redis Cluster: the URL names one node, the clients find the rest
+
+    def __post_init__(self) -> None:
+        if self.cluster and (self.transport == "unix" or self.options.get("db", 0) not in (0, "0")):
+            raise ValueError("a Redis Cluster is reached over TCP or TLS and has only db 0; "
+                             f"got {self.transport} db {self.options.get('db', 0)}")  # fmt: skip
 
     @classmethod
-    def from_url(cls, url: str | None = None) -> ConnectionSettings:
+    def from_url(cls, url: str | None = None, cluster: bool = False) -> ConnectionSettings:
         """`redis://[user:pass@]host:port/db`, `rediss://...` (TLS) or `unix:///path?db=N`."""
         parsed: dict[str, Any] = sconn.parse_url(redis_url(url))  # type: ignore[no-untyped-call]
         connection_class = parsed.pop("connection_class", sconn.Connection)
-        return cls(_transport(connection_class), _carried(parsed))
+        return cls(_transport(connection_class), _carried(parsed), cluster)
 
     @classmethod
-    def of(cls, given: str | ConnectionSettings | None) -> ConnectionSettings:
+    def of(cls, given: str | ConnectionSettings | None, cluster: bool = False) -> ConnectionSettings:
         if isinstance(given, ConnectionSettings):
             return given
         if given is not None and not isinstance(given, str):
             raise TypeError(f"expected a Redis URL, a client of this queue's kind or ConnectionSettings; got {given!r}")
-        return cls.from_url(given)
+        return cls.from_url(given, cluster)
 
     @classmethod
     def from_client(cls, client: redis.Redis | redis.asyncio.Redis) -> ConnectionSettings:
@@ -82,18 +90,30 @@ class ConnectionSettings:
         return cls(_transport(pool.connection_class), _carried(pool.connection_kwargs))
 
     def sync_client(self) -> redis.Redis:
+        if self.cluster:  # duck-typed as redis.Redis: pykue calls only commands both have
+            return cast(redis.Redis, scluster.RedisCluster(decode_responses=True, **self._cluster_options()))
         pool = redis.ConnectionPool(connection_class=_SYNC_CLASS[self.transport], decode_responses=True,
                                     **self._with_defaults())  # fmt: skip
         return redis.Redis.from_pool(pool)
 
-    def async_client(self, max_connections: int = 64) -> redis.asyncio.Redis:
+    def async_client(self, max_connections: int = 64, decode: bool = True) -> redis.asyncio.Redis:
         """A pool that makes a burst of callers wait for a connection instead of failing
         with "Too many connections"; closing the client closes the pool."""
+        if self.cluster:
+            client = acluster.RedisCluster(decode_responses=decode, max_connections=max_connections,
+                                           **self._cluster_options())  # fmt: skip
+            client._pykue_settings = self  # type: ignore[attr-defined]  # for raw_client()
+            return cast(redis.asyncio.Redis, client)
         pool = redis.asyncio.BlockingConnectionPool(
             connection_class=_ASYNC_CLASS[self.transport], max_connections=max_connections, timeout=10,
-            decode_responses=True, **self._with_defaults(),
+            decode_responses=decode, **self._with_defaults(),
         )  # fmt: skip
         return redis.asyncio.Redis.from_pool(pool)
+
+    def _cluster_options(self) -> dict[str, Any]:
+        """redis-py's cluster clients take the node as host/port, TLS as ssl=True, and no db."""
+        options = {k: v for k, v in self._with_defaults().items() if k not in ("db", "path")}
+        return {**options, "ssl": True} if self.transport == "tls" else options
 
     @property
     def url(self) -> str:
@@ -110,7 +130,21 @@ class ConnectionSettings:
 
     def __repr__(self) -> str:  # never print a password
         shown = {k: ("***" if k in ("password", "ssl_password") and v else v) for k, v in self.options.items()}
-        return f"ConnectionSettings({self.transport!r}, {shown})"
+        return f"ConnectionSettings({self.transport!r}, {shown}{', cluster=True' if self.cluster else ''})"
+
+
+def is_cluster(client: Any) -> bool:
+    return isinstance(client, (scluster.RedisCluster, acluster.RedisCluster))
+
+
+def raw_cluster_client(client: Any) -> Any:
+    """An asyncio cluster client like `client` whose replies are not decoded."""
+    settings = getattr(client, "_pykue_settings", None)
+    if settings is None:  # a client the caller built: its first node and credentials
+        node = next(iter(client.nodes_manager.startup_nodes.values()))
+        options = {"host": node.host, "port": node.port, **_carried(client.connection_kwargs)}
+        settings = ConnectionSettings("tcp", options, cluster=True)
+    return settings.async_client(decode=False)
 
 
 def _carried(kwargs: Mapping[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,8 @@ import redis
 
 import pykue
 from pykue import EmbeddedRedis, Settings
+from pykue import _scripts as sc
+from pykue._keys import Keys
 from pykue._scripts import Scripts
 from tests.conftest import FAST, PY, py_env
 from tests.helpers import wait_for
@@ -206,7 +208,9 @@ def test_busy_node_workers_keep_their_jobs_under_an_eager_watchdog(kue: Kue, kue
 
     def watch() -> None:
         while not done.is_set():
-            out = scripts.call("watchdog", "q:jobs", ["q", int(time.time() * 1000), 150, 1, 100, 150])
+            call = sc.watchdog(Keys("q"), now=int(time.time() * 1000), stuck_after_ms=150, max_stalled=1, batch=100,
+                               orphan_after_ms=150)  # fmt: skip
+            out = scripts.run(call)
             for i, n in enumerate((1, int(out[2]), int(out[4]), int(out[5]))):
                 found[i] += n
 

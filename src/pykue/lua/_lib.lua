@@ -1,7 +1,9 @@
 -- pykue shared prelude, prepended to every script at load time.
--- ARGV[1] is always the key prefix; every key is built from it here, so a hash-tagged
--- prefix such as "{q}" keeps all of a queue's keys in one Redis Cluster slot.
--- KEYS[1] is the queue's "P:jobs" key, declared only so cluster clients route the call.
+-- KEYS: every fixed key of the queue, in DECLARED's order (Python's _keys.DECLARED builds them;
+-- tests/test_cluster.py checks the two lists agree), so Redis Cluster routes and checks the call.
+-- ARGV[1] is always the key prefix: per-job and per-type keys (job:ID, jobs:TYPE:STATE,
+-- pykue:held:WORKER, ...) are derived from it, which on a cluster needs a hash-tagged prefix
+-- such as "{q}" (create_queue(cluster=True) insists) to keep them in the queue's slot.
 --
 -- The rule every transition follows: read and validate everything, then write. Redis does
 -- not roll back a script that errors half-way, so nothing that can raise (a key of the wrong
@@ -13,7 +15,16 @@
 -- a read follows a write. progress, remove and unlock write once or read first; renew and
 -- repair_tokens only touch pykue's lease keys and the wake-up lists.
 local P = ARGV[1]
-local function k(name) return P .. ':' .. name end
+local DECLARED = {
+  'jobs', 'ids', 'job:types', 'stats:work-time',
+  'jobs:inactive', 'jobs:active', 'jobs:complete', 'jobs:failed', 'jobs:delayed',
+  'pykue:owners', 'pykue:workers', 'pykue:stalls', 'pykue:watchdog', 'pykue:ttl', 'pykue:orphans',
+  'pykue:paused', 'pykue:repeat', 'pykue:repeat:next', 'pykue:limits', 'pykue:unique',
+}
+local K = {}
+for i, name in ipairs(DECLARED) do K[name] = KEYS[i] end
+-- A fixed key as declared in KEYS; any other (per job, per type) derived from the prefix.
+local function k(name) return K[name] or (P .. ':' .. name) end
 local function jobkey(id) return P .. ':job:' .. id end
 local function zid(id) return string.format('%02d', #id) .. '|' .. id end
 -- Leases: OWNERS maps a claimed job to its owner token "<worker>:<claim>:<n>"; the

@@ -7,6 +7,7 @@
 -- are not UTF-8 are the worker's to find: this reply is read undecoded (see _scripts.py
 -- UNDECODED) and the worker sets such a record aside with set_aside.lua.
 -- The queue's own keys are type-checked first, so nothing below can raise after a write.
+-- KEYS: the queue's fixed keys, in _lib.lua's DECLARED order.
 -- ARGV: prefix, now, type, count, lease_ms, token_base ("<worker>:<claim>"), worker_id,
 --       tokens_already_taken
 -- Issue 12's rate limit: with a limit "<max>:<per_ms>" for the type in pykue:limits, at most

@@ -2,6 +2,7 @@
 -- rank `start`, and remove (like Kue's Job#remove, `remove` event included) those last
 -- updated before `cutoff`, at most `limit` of them. The caller loops, so no call blocks
 -- Redis for long however big the set is.
+-- KEYS: the queue's fixed keys, in _lib.lua's DECLARED order.
 -- ARGV: prefix, state ("complete"|"failed"), cutoff (ms), start rank, scan, limit
 -- Returns {next start rank (-1: the end was reached), removed id, ...}.
 local state, cutoff = ARGV[2], tonumber(ARGV[3])

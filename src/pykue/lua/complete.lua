@@ -4,6 +4,7 @@
 -- front (an error reply, nothing written); per job, a key that is no longer a hash (the lease
 -- is dropped, 0) and per-type sets of the wrong type (skipped). A corrupt `attempts` restarts
 -- at 1 rather than making HINCRBY fail half-way.
+-- KEYS: the queue's fixed keys, in _lib.lua's DECLARED order.
 -- ARGV: prefix, now, n, then per job: id, token, duration_ms, result_json ("" = none)
 -- Returns 1/0 per job.
 local now, n = tonumber(ARGV[2]), tonumber(ARGV[3])

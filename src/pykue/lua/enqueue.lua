@@ -1,6 +1,7 @@
 -- Save new jobs (Kue's Job#save for a new job), a batch in one call.
 -- Everything is checked before the first write (INCR): the numbers, and that no key the
 -- batch writes has another type, so a batch is saved whole or not at all.
+-- KEYS: the queue's fixed keys, in _lib.lua's DECLARED order.
 -- ARGV: prefix, now, n, then per job: type, state ("inactive"|"delayed"), priority,
 --       promote_at, nfields, field, value, ... (the fields include `state`)
 -- Issue 12: a job with a `pykue_unique` field whose key an unfinished job holds is not saved;

@@ -3,6 +3,7 @@
 -- if the same run is still active and past its TTL `grace` ms after the first announcement
 -- (no Kue worker answered: it died), fail the attempt as Kue's own checker would.
 -- P:pykue:ttl maps id -> "<started_at>@<first announcement ms>", one run of the job.
+-- KEYS: the queue's fixed keys, in _lib.lua's DECLARED order.
 -- ARGV: prefix, now, grace_ms, then per job: id, retry_delay_ms (-1 = back to inactive)
 -- Returns per job: 0 skipped (owned, gone, not past its TTL), 1 announced, 2 failed.
 local now, grace = tonumber(ARGV[2]), tonumber(ARGV[3])

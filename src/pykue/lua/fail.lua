@@ -1,5 +1,6 @@
 -- Fail one attempt of an owned job (Kue's failedAttempt): error, log line, attempts,
 -- then retry (delayed by the backoff, or inactive) or failed for good.
+-- KEYS: the queue's fixed keys, in _lib.lua's DECLARED order.
 -- ARGV: prefix, now, id, token ("*" = any pykue owner), error, log_line, message,
 --       retry_delay_ms (-1 = straight back to inactive), mode:
 --       ""    a handler's failure

@@ -1,4 +1,5 @@
 -- Kue's Job#progress: store percent (and data), refresh the TTL deadline, publish.
+-- KEYS: the queue's fixed keys, in _lib.lua's DECLARED order.
 -- ARGV: prefix, now, id, percent, data_json ("" = none)
 local now, id, pct, data = tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
 local key = jobkey(id)

@@ -1,4 +1,5 @@
 -- Promote due delayed jobs to inactive (Kue's checkJobPromotion), each at most once.
+-- KEYS: the queue's fixed keys, in _lib.lua's DECLARED order.
 -- ARGV: prefix, now, limit. Returns how many were promoted.
 local now, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
 local bad_keys = wrong_type({ { k('jobs:delayed'), 'zset' }, { k('jobs:inactive'), 'zset' } })

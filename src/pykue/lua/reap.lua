@@ -1,6 +1,7 @@
 -- Return the jobs of dead workers (lease expired) to inactive. A crash is not the
 -- handler's failure, so attempts are untouched; a job that stalls more than
 -- max_stalled times is failed for good.
+-- KEYS: the queue's fixed keys, in _lib.lua's DECLARED order.
 -- ARGV: prefix, now, max_stalled, limit (workers). Returns {requeued, failed}.
 local now, max_stalled, limit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local bad_keys = wrong_type({

@@ -1,5 +1,6 @@
 -- Kue's Job#remove: drop the job from every index, delete hash and log, publish remove.
 -- Issue 12: its unique key frees, and jobs waiting for it learn it was removed.
+-- KEYS: the queue's fixed keys, in _lib.lua's DECLARED order.
 -- ARGV: prefix, id, now. Returns 1 if the job existed.
 local id, now = ARGV[2], tonumber(ARGV[3]) or 0
 local bad_keys = wrong_type({

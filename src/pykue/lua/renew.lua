@@ -4,6 +4,7 @@
 -- spending an attempt. Mode "release" (a clean shutdown) hands back the same way, then
 -- drops the lease if nothing is left, instead of extending it.
 -- Runs on a full Redis (oom_pass): a lease must not expire because memory is full.
+-- KEYS: the queue's fixed keys, in _lib.lua's DECLARED order.
 -- ARGV: prefix, now, lease_ms, worker, floor, mode ("renew"|"release"), id, token, ...
 --   floor: claims numbered >= floor may still be in flight; their jobs are not strays.
 --   id, token: the jobs the worker knows it holds (running, or outcome not yet written).

@@ -1,5 +1,7 @@
 -- Keep a type's wake-up token list as long as its inactive set (Kue's watchStuckJobs,
--- without KEYS: the caller names the types). ARGV: prefix, type, ... Returns tokens added.
+-- without the KEYS command: the caller names the types).
+-- KEYS: the queue's fixed keys, in _lib.lua's DECLARED order.
+-- ARGV: prefix, type, ... Returns tokens added.
 local added = 0
 for i = 2, #ARGV do
   local jtype = ARGV[i]

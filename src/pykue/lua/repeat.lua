@@ -1,6 +1,7 @@
 -- Fire one tick of a repeatable job: move the schedule's next run forward and enqueue the
 -- tick's job, in one script, only if the next run is still the score the caller read (so
 -- however many worker processes race for a due tick, exactly one of them enqueues it).
+-- KEYS: the queue's fixed keys, in _lib.lua's DECLARED order.
 -- ARGV: prefix, now, schedule key, expected next run (ms), new next run (ms), job type,
 --       priority, nfields, field, value, ... (the new job's hash, `state` = inactive)
 -- Returns the new job's id, or 0 when the tick was already fired or the schedule removed.

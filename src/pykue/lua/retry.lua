@@ -3,6 +3,7 @@
 -- first, so the running attempt's outcome is refused and its worker drops it on renewal.
 -- Checked before the first write, as set_state.lua does: the job key is a hash, the lease and
 -- state keys have their types (a per-type set of the wrong type is skipped, a global one refused).
+-- KEYS: the queue's fixed keys, in _lib.lua's DECLARED order.
 -- ARGV: prefix, now, id, force ("1" or "0").
 -- Returns 1 when re-queued, 0 when the job does not exist, or the job's state when refused.
 local now, id, force = tonumber(ARGV[2]), ARGV[3], ARGV[4] == '1'

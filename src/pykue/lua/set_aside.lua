@@ -1,6 +1,7 @@
 -- Set a claimed job aside as failed for good: its record cannot be read (the worker found a
 -- byte that is not UTF-8), so no handler may run it and no retry would fare better. Only
 -- while the caller still owns it; validated before the first write like every transition.
+-- KEYS: the queue's fixed keys, in _lib.lua's DECLARED order.
 -- ARGV: prefix, now, id, token, reason (ASCII, naming the field and what is wrong)
 -- Returns 1, or 0 if the caller no longer owns the job.
 local now, id, token, reason = tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]

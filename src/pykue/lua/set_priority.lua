@@ -2,6 +2,7 @@
 -- Validated before the first write: the priority must be an integer within JavaScript's safe
 -- range (Lua would store 1e17 as "1e+17", which nothing reads back), the job key a hash, and
 -- only the sets of a known state are touched.
+-- KEYS: the queue's fixed keys, in _lib.lua's DECLARED order.
 -- ARGV: prefix, now, id, priority. Returns 1, or 0 if the job does not exist.
 local now, id, pri = tonumber(ARGV[2]), ARGV[3], int_of(ARGV[4])
 if not pri then

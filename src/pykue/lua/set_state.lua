@@ -3,6 +3,7 @@
 -- a running attempt is revoked: that attempt's complete/fail is refused.
 -- Checked before the first write: a known target state, a job key that is a hash, and sets
 -- of the right types (a per-type set of the wrong type is skipped, a global one refused).
+-- KEYS: the queue's fixed keys, in _lib.lua's DECLARED order.
 -- ARGV: prefix, now, id, state, mode: "" Kue's shortcuts (job.complete() sets progress 100,
 --       job.failed() sets failed_at), "state" Kue's bare job.state(s) as kue.app's PUT uses it.
 -- Issue 12: moving a job to complete or failed releases the jobs waiting for it, as a

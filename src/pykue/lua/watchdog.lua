@@ -12,6 +12,7 @@
 --           and died before marking them active) and index them again once seen so, unchanged,
 --           for orphan_after ms: a live Node worker is between its pop and job.active() for
 --           a few ms only, and must not have its job taken from it
+-- KEYS: the queue's fixed keys, in _lib.lua's DECLARED order.
 -- ARGV: prefix, now, stuck_after_ms (0 = no active sweep), max_stalled, count (SCAN COUNT
 --       per sweep), orphan_after_ms (0 = no key sweep)
 -- Returns {owners_dropped, marks_dropped, requeued, failed, reindexed, strays_dropped}.

@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse, Response
 
 import pykue
 from pykue import _codec as codec
+from pykue import _scripts as sc
 from pykue._errors import InvalidJobError, JobNotFoundError, JobStateError
 from pykue._keys import STATES
 
@@ -183,7 +184,8 @@ async def _set_state(q: pykue.AsyncQueue, job_id: str, state: str) -> bool:
     attempt's owner token; False when there is no such job."""
     if not job_id.isdigit():
         return False
-    return bool(await q._call("set_state", [codec.now_ms(), job_id, state, "state"]))
+    call = sc.set_state(q.keys, now=codec.now_ms(), job_id=job_id, state=state, bare=True)
+    return await q.scripts.run(call) is sc.Outcome.DONE
 
 
 def _no_constant(name: str) -> Any:
