@@ -45,6 +45,14 @@ def alive(pid: int) -> bool:
         return False
 
 
+def stop_cleanly(sup: subprocess.Popen[str] | subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    """Signal the supervisor only: it must exit 0 and leave none of its processes behind."""
+    everyone = descendants(sup.pid)
+    sup.send_signal(sig)
+    assert sup.wait(30) == 0
+    wait_for(lambda: not any(alive(p) for p in everyone), 10, "no process left behind")
+
+
 def is_worker(pid: int) -> bool:
     try:
         return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -108,10 +116,7 @@ def test_a_killed_worker_is_restarted_and_every_job_completes_once(
         rerun = [j for j, v in runs.items() if v > 1]
         assert len(rerun) <= 4 and all(v == 2 for j, v in runs.items() if j in rerun)  # only what the victim held
 
-        everyone = descendants(sup.pid)
-        sup.send_signal(signal.SIGTERM)
-        assert sup.wait(30) == 0
-        wait_for(lambda: not any(alive(p) for p in everyone), 10, "no process left behind")
+        stop_cleanly(sup)
     finally:
         if sup.poll() is None:
             sup.kill()
@@ -128,11 +133,8 @@ def test_cli_processes_option_starts_n_workers_and_sigterm_stops_them_all(url: s
         assert all("pykue worker: calc x1" in ln for ln in lines), lines
         pids = {int(ln.rsplit("pid ", 1)[1].rstrip(")\n")) for ln in lines}
         assert pids == workers(sup.pid) and len(pids) == 3
-        everyone = descendants(sup.pid)
-        sup.send_signal(signal.SIGINT)  # Ctrl-C: reaches only the supervisor, which stops each child once
-        assert sup.wait(30) == 0
+        stop_cleanly(sup, signal.SIGINT)  # Ctrl-C: reaches only the supervisor, which stops each child once
         assert "Traceback" not in sup.stderr.read()
-        wait_for(lambda: not any(alive(p) for p in everyone), 10, "no process left behind")
     finally:
         if sup.poll() is None:
             sup.kill()
@@ -193,10 +195,7 @@ def test_a_stop_while_the_workers_boot_is_clean(url: str, prefix: str) -> None:
     sup = subprocess.Popen([PY, TARGETS, "work", "2", url, prefix], env=py_env(), cwd=ROOT)
     try:
         wait_for(lambda: len(workers(sup.pid)) == 2, 30, "two workers spawned")  # still importing, no handler yet
-        everyone = descendants(sup.pid)
-        sup.send_signal(signal.SIGTERM)
-        assert sup.wait(30) == 0
-        wait_for(lambda: not any(alive(p) for p in everyone), 10, "no process left behind")
+        stop_cleanly(sup)
     finally:
         if sup.poll() is None:
             sup.kill()
