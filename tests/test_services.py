@@ -164,8 +164,8 @@ def test_the_first_server_of_a_fleet_sets_fifty_and_reset_forces_it(fresh: Embed
 
 def test_a_dead_servers_heartbeat_expires_so_the_next_launch_is_first_again(fresh: EmbeddedRedis) -> None:
     """A server killed without leaving stops beating: once its heartbeat is gone, a launch sets 50 again."""
-    from pykue._core import async_client
     from pykue.apps.seats import Seats
+    from pykue.connection import async_client
 
     async def scenario() -> None:
         client = async_client(fresh.url)

@@ -27,11 +27,11 @@ import redis
 
 import pykue
 from pykue import cli_features
-from pykue._core import redis_url as default_redis_url
 from pykue._handlers import handler_table
 from pykue._joblog import configure as configure_logging
 from pykue._keys import STATES
 from pykue._watchdog import parse_duration_ms
+from pykue.connection import redis_url as default_redis_url
 
 redis_opt = click.option("--redis", "redis_url", default=None, envvar="REDIS_URL", help="Redis URL.")
 prefix_opt = click.option("--prefix", default="q", show_default=True, help="Key prefix (Kue's default is q).")

@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 import pykue
-from pykue._core import async_client
+from pykue.connection import async_client
 
 from ._http import ERROR_HANDLERS, lua
 

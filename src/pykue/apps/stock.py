@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from pykue._core import async_client
+from pykue.connection import async_client
 
 from ._http import ERROR_HANDLERS, lua, parse_id
 
