@@ -153,3 +153,20 @@ def test_pykues_ttl_checker_hears_a_kue_workers_ack_without_a_listener(
     assert state_when_node_fails == ["active"]
     assert r.hget(fleet.keys.job(1), "attempts") is None
     assert not any("no Kue worker acked" in m for m in caplog.messages)
+
+
+def test_the_subscription_comes_back_after_its_connection_is_killed_and_ends_with_shutdown(
+    url: str, r: redis.Redis, prefix: str
+) -> None:
+    """One blocking reader per subscription: it must notice a dropped connection, and a
+    shutdown must end it (no subscriber left behind)."""
+    channel = f"{prefix}:events"
+    q = pykue.create_queue(url, prefix=prefix)
+    heard: list[int] = []
+    q.on("job progress", lambda job_id, *rest: heard.append(job_id))
+    assert numsub(r, channel) == 1
+    assert r.client_kill_filter(_type="pubsub") >= 1
+    message = json.dumps({"id": 7, "event": "progress", "args": ["progress", 1]})
+    wait_for(lambda: r.publish(channel, message) and heard, what="an event after the reconnect")
+    q.shutdown(1)
+    wait_for(lambda: numsub(r, channel) == 0, what="no subscriber after shutdown")
