@@ -71,7 +71,7 @@ class Settings:
 
 
 T = TypeVar("T")
-RunFn = Callable[[int, str, dict[str, str], "JobLease"], Awaitable[Any]]
+RunFn = Callable[["JobLease"], Awaitable[Any]]
 
 
 def js_truthy(value: Any) -> bool:
@@ -91,19 +91,65 @@ class LeaseLostError(Exception):
     """Internal: a handler was not started because its job is no longer ours."""
 
 
+class Revocation:
+    """`job.lease.revoked`: threading.Event's is_set/set/wait, without the lock and condition
+    an Event builds per job. Nearly no job is revoked and nobody waits on most of them, so
+    the Event behind `wait` is made only for a waiter."""
+
+    __slots__ = ("_event", "_flag")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._event: threading.Event | None = None
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def set(self) -> None:
+        with _REVOKING:
+            self._flag = True
+            if self._event is not None:
+                self._event.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """As threading.Event.wait: True once revoked, False if `timeout` s passed first."""
+        with _REVOKING:
+            if self._event is None:
+                self._event = threading.Event()
+                if self._flag:
+                    self._event.set()
+            event = self._event
+        return event.wait(timeout)
+
+
+_REVOKING = threading.Lock()  # a revocation's flag and its waiters' Event change together
+
+
 class JobLease:
-    """A running job's claim as the handler sees it (`job.lease`).
+    """One job an engine holds, from its claim until its outcome is written, and its claim
+    as the handler sees it (`job.lease`): one object per job.
 
     `revoked` is set when the worker learns the job is no longer its own (reaped after a
     pause, removed, re-queued by an operator, failed by a TTL checker): a sync handler can
     poll `revoked.is_set()` (or wait on it) and stop early; an asyncio handler is cancelled.
     """
 
-    def __init__(self, engine: WorkerEngine, job_id: int, token: str) -> None:
+    __slots__ = ("engine", "fields", "job_id", "revoked", "started", "task", "threaded", "token")
+
+    def __init__(self, engine: WorkerEngine, job_id: int, token: str, fields: dict[str, str] | None = None) -> None:
         self.engine, self.job_id, self.token = engine, job_id, token
-        self.revoked = threading.Event()
+        self.fields: dict[str, str] = {} if fields is None else fields  # the job's hash as claimed
+        self.revoked = Revocation()
         self.threaded = False  # the handler runs in a pool thread (it cannot be cancelled)
         self.started: float | None = None  # monotonic time the handler was let start
+        self.task: asyncio.Task[None] | None = None  # the run, until its outcome is known
+
+    def ready(self) -> bool:
+        """Can the handler start without asking Redis (surely still ours)? Marks the start."""
+        if self.revoked.is_set() or not self.engine.lease_fresh():
+            return False
+        self.started = time.monotonic()
+        return True
 
     def enter(self) -> None:
         """In the pool thread, right before a sync handler: make sure the job is still ours."""
@@ -121,7 +167,7 @@ class JobLease:
             return False
 
     async def aenter(self) -> None:
-        if (self.revoked.is_set() or not self.engine.lease_fresh()) and not await self.engine.confirm(self):
+        if not self.ready() and not await self.engine.confirm(self):
             raise LeaseLostError(self.job_id)
         self.started = time.monotonic()
 
@@ -132,7 +178,7 @@ def guarded(handler: Callable[..., Any], is_coro: bool) -> Callable[..., Any]:
     if is_coro:
 
         async def acall(job: Any, *rest: Any) -> Any:
-            if job.lease is not None:
+            if job.lease is not None and not job.lease.ready():
                 await job.lease.aenter()
             return await handler(job, *rest)
 
@@ -144,17 +190,6 @@ def guarded(handler: Callable[..., Any], is_coro: bool) -> Callable[..., Any]:
         return handler(job, *rest)
 
     return call
-
-
-@dataclass(eq=False)
-class Held:
-    """One job an engine holds, from its claim until its outcome is written."""
-
-    job_id: int
-    token: str
-    fields: dict[str, str]
-    lease: JobLease
-    task: asyncio.Task[None] | None = None
 
 
 class _Backoff:
@@ -183,9 +218,10 @@ class WorkerEngine:
         self._seq = 0
         self._inflight: int | None = None  # the claim whose reply may still be on its way
         self._lease_at = -1e18  # monotonic time the last successful renewal (or claim) was sent
-        self._held: dict[int, Held] = {}
+        self._fresh_for = settings.lease_ms / 1000 - settings.lease_ms / 3000  # lease - margin, s
+        self._held: dict[int, JobLease] = {}
         self._running = 0
-        self._pending: list[tuple[Held, int, str]] = []
+        self._pending: list[tuple[JobLease, int, str]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._slot = asyncio.Event()
         self._slot.set()
@@ -288,6 +324,7 @@ class WorkerEngine:
 
     def _start_jobs(self, out: list[Any], now: int) -> None:
         claimed = {"state": "active", "started_at": str(now), "updated_at": str(now), "workerId": self.worker_id}
+        held, create_task = self._held, self.loop.create_task
         for i in range(0, len(out), 3):
             token = out[i + 1].decode() if isinstance(out[i + 1], bytes) else str(out[i + 1])
             if not token:  # a bad record claim.lua set aside
@@ -299,36 +336,36 @@ class WorkerEngine:
                 self._set_aside(job_id, token, problem)
                 continue
             fields.update(claimed)
-            held = Held(job_id, token, fields, JobLease(self, job_id, token))
-            old = self._held.get(job_id)
+            h = JobLease(self, job_id, token, fields)
+            old = held.get(job_id)
             if old is not None:  # taken from us and claimed again: the old run is not ours
                 self._revoke(old)
-            self._held[job_id] = held
+            held[job_id] = h
             self._running += 1
-            held.task = asyncio.ensure_future(self._run_one(held))
+            h.task = create_task(self._run_one(h))
         if self._running >= self.concurrency:
             self._slot.clear()
 
-    async def _run_one(self, h: Held) -> None:
+    async def _run_one(self, h: JobLease) -> None:
         started = codec.now_ms()
         try:
-            result = await self._run(h.job_id, h.token, h.fields, h.lease)
-            rjson = codec.js_dumps(result, "job result") if js_truthy(result) else ""  # may be refused
+            result = await self._run(h)
+            rjson = "" if result is None or not js_truthy(result) else codec.js_dumps(result, "job result")
         except LeaseLostError:
             self._forget(h)  # not ours (or shutting down before it started): the renewal hands it back
         except asyncio.CancelledError:
-            if not h.lease.revoked.is_set():
+            if not h.revoked.is_set():
                 await self._fail(h, "Shutdown")
         except Exception as exc:
-            if not h.lease.revoked.is_set():
+            if not h.revoked.is_set():
                 await self._fail(h, exc)
         else:
-            if h.lease.revoked.is_set():
+            if h.revoked.is_set():
                 self._forget(h)
             else:
                 self._pending.append((h, codec.now_ms() - started, rjson))
                 if self._flusher is None or self._flusher.done():
-                    self._flusher = asyncio.ensure_future(self._flush())
+                    self._flusher = self.loop.create_task(self._flush())
         finally:
             h.task = None
             self._running -= 1
@@ -340,7 +377,7 @@ class WorkerEngine:
         """The handlers running now (Kue's ctx.pause waits for them)."""
         return [h.task for h in self._held.values() if h.task is not None]
 
-    def _forget(self, h: Held) -> None:
+    def _forget(self, h: JobLease) -> None:
         if self._held.get(h.job_id) is h:
             del self._held[h.job_id]
 
@@ -350,12 +387,16 @@ class WorkerEngine:
             batch, self._pending = self._pending[:500], self._pending[500:]
             jobs = [(h.job_id, h.token, dur, rjson) for h, dur, rjson in batch]
             done = await self._outcome(sc.complete(self.keys, now=codec.now_ms(), jobs=jobs))
-            for (h, dur, _), ok in zip(batch, done, strict=False):
-                self._forget(h)
-                if ok is sc.Outcome.DONE:
-                    _joblog.outcome(h.job_id, self.type, "complete", dur, int(h.fields.get("attempts") or 0) + 1)
+            held = self._held
+            for h, _, _ in batch:
+                if held.get(h.job_id) is h:
+                    del held[h.job_id]
+            if _joblog.jobs_log.isEnabledFor(logging.INFO):  # once per batch, not per job
+                for (h, dur, _), ok in zip(batch, done, strict=False):
+                    if ok is sc.Outcome.DONE:
+                        _joblog.outcome(h.job_id, self.type, "complete", dur, int(h.fields.get("attempts") or 0) + 1)
 
-    async def _fail(self, h: Held, error: BaseException | str, mode: str = "") -> None:
+    async def _fail(self, h: JobLease, error: BaseException | str, mode: str = "") -> None:
         if isinstance(error, BaseException):
             err, line, msg = codec.error_text(error)
         else:
@@ -387,17 +428,16 @@ class WorkerEngine:
     def holds(self, job_id: int) -> bool:
         return job_id in self._held
 
-    def _revoke(self, h: Held) -> None:
-        h.lease.revoked.set()
-        if h.task is not None and not h.lease.threaded:
+    def _revoke(self, h: JobLease) -> None:
+        h.revoked.set()
+        if h.task is not None and not h.threaded:
             h.task.cancel()
 
     # -- leases -------------------------------------------------------------------
     def lease_fresh(self) -> bool:
         """Is our lease surely still valid? Its last renewal (or claim) was sent less than
         lease - margin ago, on a monotonic clock (a paused process sees the gap)."""
-        margin = self.settings.lease_ms / 3000
-        return time.monotonic() - self._lease_at < self.settings.lease_ms / 1000 - margin
+        return time.monotonic() - self._lease_at < self._fresh_for
 
     async def confirm(self, lease: JobLease) -> bool:
         """After a gap: renew (which tells us what we lost) before a handler may start."""
