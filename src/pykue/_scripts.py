@@ -11,6 +11,7 @@ is logged there at WARNING, as BullMQ's scripts.ts turns its error codes into me
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -138,6 +139,21 @@ def enqueue(keys: Keys, *, now: int, jobs: Sequence[tuple[str, str, int, int, Se
     for jtype, state, priority, promote_at, fields in jobs:
         args += (jtype, state, priority, promote_at, len(fields), *fields)
     return _call("enqueue", keys, args, lambda raw: list(raw or []))
+
+
+@cache
+def sha(name: str) -> str:
+    return hashlib.sha1(source(name).encode()).hexdigest()
+
+
+def enqueue_command(call: Call[list[Any]]) -> tuple[Any, ...]:
+    """An enqueue call as the one EVALSHA command a producer sends through its client."""
+    return ("EVALSHA", sha("enqueue"), len(call.keys), *call.keys, *call.args)
+
+
+def refused_write(exc: ResponseError) -> RedisOutOfMemoryError | None:
+    """A script's write refused by a full Redis, as the named error `run` raises."""
+    return _oom(exc)
 
 
 def claim(keys: Keys, *, now: int, job_type: str, count: int, lease_ms: int, token_base: str, worker_id: str,
