@@ -1,6 +1,6 @@
 """The stock service against a bare Starlette endpoint on the same server (issue 13, goal 6).
 
-    python bench/bench_http.py [--duration 5] [--connections 50] [--reps 3] [--client auto|wrk|python]
+    python bench/bench_http.py [--duration 3] [--connections 50] [--reps 5] [--client auto|wrk|python]
 
 One private embedded Redis; two server processes started through the very same code path
 (`pykue.cli.serve`: same uvicorn version, loop, HTTP parser and settings): a bare Starlette app
@@ -27,12 +27,13 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -173,11 +174,57 @@ def servers(redis_url: str) -> Iterator[dict[str, tuple[int, int]]]:
             p.wait()
 
 
+def loaded_modules(pid: int) -> str:
+    """Which fast parts the server process really loaded (uvicorn picks them silently)."""
+    with open(f"/proc/{pid}/maps") as f:
+        maps = f.read()
+    return ", ".join(f"{m} {'yes' if f'/{m}/' in maps else 'NO'}" for m in ("uvloop", "httptools"))
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(load: Callable[..., Load], up: dict[str, tuple[int, int]], r: redis.Redis, name: str, path: str,
+            a: argparse.Namespace) -> dict[str, float]:  # fmt: skip
+    """One load on one endpoint: its rates and the CPU each side spent per request."""
+    port, pid = up[name]
+    cpu0, rcpu0, ccpu0, t0 = cpu_seconds(pid), redis_cpu(r), children_cpu(), time.perf_counter()
+    res = load(port, path, a.duration, a.connections)
+    cpu, elapsed = cpu_seconds(pid) - cpu0, time.perf_counter() - t0
+    return {"rps": res.rps, "p50": res.p50, "p99": res.p99, "non_2xx": res.non_2xx,
+            "server_us": cpu / res.requests * 1e6, "server_busy": cpu / elapsed,
+            "redis_us": (redis_cpu(r) - rcpu0) / res.requests * 1e6,
+            "client_us": (children_cpu() - ccpu0) / res.requests * 1e6}  # fmt: skip
+
+
+def one_rep(load: Callable[..., Load], up: dict[str, tuple[int, int]], r: redis.Redis,
+            a: argparse.Namespace) -> dict[str, dict[str, float]]:  # fmt: skip
+    rows = {label: measure(load, up, r, name, path, a) for label, name, path in ENDPOINTS}
+    bare = rows[ENDPOINTS[0][0]]
+    for row in rows.values():
+        row["ratio"], row["cpu_ratio"] = row["rps"] / bare["rps"], bare["server_us"] / row["server_us"]
+    return rows
+
+
+def report(summary: dict[str, dict[str, float]], reps: int) -> None:
+    print(f"\n| endpoint (median of {reps}) | requests/s | / bare | p50 ms | p99 ms | server CPU us/req "
+          "| bare's CPU/req / this | server busy | Redis CPU us/req | client CPU us/req |")  # fmt: skip
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    for label, s in summary.items():
+        print(f"| {label} | {s['rps']:,.0f} | {s['ratio']:.2f} | {s['p50']:.2f} | {s['p99']:.2f} "
+              f"| {s['server_us']:.0f} | {s['cpu_ratio']:.2f} | {s['server_busy']:.0%} | {s['redis_us']:.1f} "
+              f"| {s['client_us']:.0f} |")  # fmt: skip
+    if any(s["non_2xx"] for s in summary.values()):
+        print("WARNING: some answers were not 200", file=sys.stderr)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--duration", type=int, default=5, help="seconds of load per endpoint and rep")
+    ap.add_argument("--duration", type=int, default=3, help="seconds of load per endpoint and rep")
     ap.add_argument("--connections", type=int, default=50)
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
     ap.add_argument("--json", help="also write the results here")
     a = ap.parse_args()
@@ -195,30 +242,15 @@ def main() -> None:
         r = redis.Redis.from_url(srv.url)
         for _, name, path in ENDPOINTS:  # warm-up: imports, script cache, connections
             load(up[name][0], path, 1, a.connections)
+        print("servers loaded: " + "; ".join(f"{name}: {loaded_modules(pid)}" for name, (_, pid) in up.items()))
         for rep in range(a.reps):
-            bare_rps = bare_cpu = 0.0
-            for label, name, path in ENDPOINTS:
-                port, pid = up[name]
-                cpu0, rcpu0 = cpu_seconds(pid), redis_cpu(r)
-                res = load(port, path, a.duration, a.connections)
-                cpu, rcpu = cpu_seconds(pid) - cpu0, redis_cpu(r) - rcpu0
-                bare_rps, bare_cpu = (res.rps, cpu / res.requests) if name == "bare" else (bare_rps, bare_cpu)
-                row = {"rps": res.rps, "p50": res.p50, "p99": res.p99, "non_2xx": res.non_2xx,
-                       "server_us": cpu / res.requests * 1e6, "redis_us": rcpu / res.requests * 1e6,
-                       "ratio": res.rps / bare_rps, "cpu_ratio": bare_cpu / (cpu / res.requests)}  # fmt: skip
+            for label, row in one_rep(load, up, r, a).items():
                 rows[label].append(row)
-                line = f"  rep {rep + 1} {label:24} {res.rps:8,.0f} req/s  ratio {row['ratio']:.2f}  "
-                line += f"server {row['server_us']:5.0f} us/req  redis {row['redis_us']:4.1f} us/req"
-                print(line, file=sys.stderr)
+                print(f"  rep {rep + 1} {label:24} {row['rps']:8,.0f} req/s  ratio {row['ratio']:.2f}  "
+                      f"server {row['server_us']:5.0f} us/req, busy {row['server_busy']:4.0%}  "
+                      f"redis {row['redis_us']:4.1f} us/req", file=sys.stderr)  # fmt: skip
     summary = {label: {k: statistics.median(row[k] for row in reps) for k in reps[0]} for label, reps in rows.items()}
-    print(f"\n| endpoint (median of {a.reps}) | requests/s | / bare | p50 ms | p99 ms | server CPU us/req "
-          "| bare's CPU/req / this | Redis CPU us/req |")  # fmt: skip
-    print("|---|--:|--:|--:|--:|--:|--:|--:|")
-    for label, s in summary.items():
-        print(f"| {label} | {s['rps']:,.0f} | {s['ratio']:.2f} | {s['p50']:.2f} | {s['p99']:.2f} "
-              f"| {s['server_us']:.0f} | {s['cpu_ratio']:.2f} | {s['redis_us']:.1f} |")  # fmt: skip
-    if any(s["non_2xx"] for s in summary.values()):
-        print("WARNING: some answers were not 200", file=sys.stderr)
+    report(summary, a.reps)
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"args": vars(a), "reps": rows, "median": summary}, f, indent=2)
