@@ -725,17 +725,17 @@ class Runtime:
         owner acks: such a job's handler starts only once the subscription is confirmed.
         Jobs without a TTL go straight through."""
 
-        def start(job_id: int, token: str, fields: dict[str, str], lease: JobLease) -> Awaitable[Any]:
-            if has_ttl(fields):
-                return self._run_heard(run, job_id, token, fields, lease)
-            return run(job_id, token, fields, lease)
+        def start(lease: JobLease) -> Awaitable[Any]:
+            if has_ttl(lease.fields):
+                return self._run_heard(run, lease)
+            return run(lease)
 
         return start
 
-    async def _run_heard(self, run: RunFn, job_id: int, token: str, fields: dict[str, str], lease: JobLease) -> Any:
+    async def _run_heard(self, run: RunFn, lease: JobLease) -> Any:
         await self._hold_events(lease)
         try:
-            return await run(job_id, token, fields, lease)
+            return await run(lease)
         finally:
             self.events.release()
 
