@@ -107,3 +107,17 @@ def test_a_job_removed_by_an_earlier_jobs_retention_in_the_batch_is_not_complete
     assert out == [sc.Outcome.DONE, sc.Outcome.NOT_OWNED]
     assert not r.exists(f"{prefix}:job:{victim}") and not r.exists(f"{prefix}:job:{keeper}")
     assert r.zcard(f"{prefix}:jobs:complete") == 0 and r.hlen(f"{prefix}:pykue:owners") == 0
+
+
+def test_claim_leaves_the_per_job_keys_as_tables_and_no_trace_of_the_converting_member(
+    queue: pykue.Queue, r: redis.Redis, prefix: str
+) -> None:
+    """Compact encodings scan every member per access; the claim converts the keys it writes per
+    running job, with a member it deletes again in the same script."""
+    job = queue.create("w", {}).save().id
+    [(claimed, token)] = _claim(queue, 1, codec.now_ms())
+    owners, active, by_type = f"{prefix}:pykue:owners", f"{prefix}:jobs:active", f"{prefix}:jobs:w:active"
+    assert (r.object("encoding", owners), r.object("encoding", active), r.object("encoding", by_type)) == (
+        "hashtable", "skiplist", "skiplist")  # fmt: skip
+    assert r.hgetall(owners) == {str(job): token} and claimed == job
+    assert r.zrange(active, 0, -1) == r.zrange(by_type, 0, -1) == [f"01|{job}"]

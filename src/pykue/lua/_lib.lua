@@ -15,26 +15,37 @@
 -- a read follows a write. progress, remove and unlock write once or read first; renew and
 -- repair_tokens only touch pykue's lease keys and the wake-up lists.
 local P = ARGV[1]
+-- The fixed keys by name: KEYS[i] is the key Python's _keys.DECLARED names i-th. One table
+-- constructor, as a table grown key by key costs Redis's Lua a rehash per doubling, per call.
 local DECLARED = {
-  'jobs', 'ids', 'job:types', 'stats:work-time',
-  'jobs:inactive', 'jobs:active', 'jobs:complete', 'jobs:failed', 'jobs:delayed',
-  'pykue:owners', 'pykue:workers', 'pykue:stalls', 'pykue:watchdog', 'pykue:ttl', 'pykue:orphans',
-  'pykue:paused', 'pykue:repeat', 'pykue:repeat:next', 'pykue:limits', 'pykue:unique',
+  ['jobs'] = KEYS[1], ['ids'] = KEYS[2], ['job:types'] = KEYS[3], ['stats:work-time'] = KEYS[4],
+  ['jobs:inactive'] = KEYS[5], ['jobs:active'] = KEYS[6], ['jobs:complete'] = KEYS[7],
+  ['jobs:failed'] = KEYS[8], ['jobs:delayed'] = KEYS[9],
+  ['pykue:owners'] = KEYS[10], ['pykue:workers'] = KEYS[11], ['pykue:stalls'] = KEYS[12],
+  ['pykue:watchdog'] = KEYS[13], ['pykue:ttl'] = KEYS[14], ['pykue:orphans'] = KEYS[15],
+  ['pykue:paused'] = KEYS[16], ['pykue:repeat'] = KEYS[17], ['pykue:repeat:next'] = KEYS[18],
+  ['pykue:limits'] = KEYS[19], ['pykue:unique'] = KEYS[20],
 }
-local K = {}
-for i, name in ipairs(DECLARED) do K[name] = KEYS[i] end
+local K = DECLARED
 -- A fixed key as declared in KEYS; any other (per job, per type) derived from the prefix.
 local function k(name) return K[name] or (P .. ':' .. name) end
 local function jobkey(id) return P .. ':job:' .. id end
 -- zid's width prefix by id length: a number concatenated or formatted costs Redis's Lua a
 -- printf, and ids are up to 16 digits.
-local WIDTH = {}
-for w = 1, 16 do WIDTH[w] = string.format('%02d', w) end
+local WIDTH = { '01', '02', '03', '04', '05', '06', '07', '08', '09', '10', '11', '12', '13', '14', '15', '16' }
 local function zid(id) return (WIDTH[#id] or string.format('%02d', #id)) .. '|' .. id end
 -- Leases: OWNERS maps a claimed job to its owner token "<worker>:<claim>:<n>"; the
 -- worker's lease is its score in WORKERS, and HELD:<worker> lists the jobs it holds.
 -- One lease per worker, not per job: a claim or completion touches a set, not a zset.
 local OWNERS, WORKERS, STALLS = k('pykue:owners'), k('pykue:workers'), k('pykue:stalls')
+-- A hash field or sorted-set member longer than hash/zset-max-ziplist-value (64 by default).
+-- Written into a hash or sorted set and deleted again in the same script, it leaves only the
+-- key's encoding changed: from the compact list (ziplist, listpack), where reading or writing
+-- one member scans the whole list (a sorted set parses every score on the way), to a hash
+-- table or skip list, which Redis never converts back while the key exists. The owners hash
+-- and the active sets gain and lose a member per running job: with 50 or 200 jobs running
+-- they stay compact (up to 128 and 512 members) and cost more per job than the rest.
+local WIDE = 'pykue: converts a hash or sorted set to a table; it never outlives the script'
 local function held(worker) return k('pykue:held:' .. worker) end
 local function worker_of(token) return string.match(token, '^[^:]+') end
 -- The claim number in a token; "<worker>:<claim>:<n>" tokens are numbered per worker.

@@ -80,6 +80,11 @@ local function claim_one(id, z, f, all)
   claimed = claimed + 1
   local score, pri = active_scores(f)
   local token = base .. ':' .. string.format('%d', claimed)
+  if claimed == 1 then  -- the keys written per running job, as tables (see WIDE)
+    later('ZADD', ACTIVE, '0', WIDE)
+    later('ZADD', TYPE_ACTIVE, '0', WIDE)
+    later('HSET', OWNERS, WIDE, '')
+  end
   job_fields[2] = jobkey(id)
   redis.call(unpack(job_fields))
   later('ZREM', INACTIVE, z)
@@ -91,6 +96,16 @@ local function claim_one(id, z, f, all)
   out[#out + 1] = id
   out[#out + 1] = token
   out[#out + 1] = all
+end
+
+-- A job hash as field -> value, in one table reused job after job: a new table per job would
+-- be rehashed at each doubling of its ~12 fields. Valid until the next call.
+local f, f_all = {}, {}
+local function fields(all)
+  for i = 1, #f_all, 2 do f[f_all[i]] = nil end
+  for i = 1, #all, 2 do f[all[i]] = all[i + 1] end
+  f_all = all
+  return f
 end
 
 -- One popped member: claimed, set aside, or (a stale entry) dropped.
@@ -109,8 +124,7 @@ local function take(z)
   elseif #all == 0 then
     redis.call('ZREM', k('jobs'), z)
   else
-    local f = {}
-    for i = 1, #all, 2 do f[all[i]] = all[i + 1] end
+    local f = fields(all)
     local problem = record_problem(f)
     -- A stale entry (the job is in another state, or of another type) is only dropped.
     local ours = (f.state == 'inactive' or not STATES[f.state or ''])
@@ -130,6 +144,11 @@ while claimed < count do
   for i = 1, #popped, 2 do take(popped[i]) end
 end
 flush()
+if claimed > 0 then
+  redis.call('ZREM', ACTIVE, WIDE)
+  redis.call('ZREM', TYPE_ACTIVE, WIDE)
+  redis.call('HDEL', OWNERS, WIDE)
+end
 if claimed > 0 then redis.call('ZADD', WORKERS, now + lease, worker_of(base)) end
 if limit_max then
   if claimed > 0 and limit_used then
