@@ -178,34 +178,26 @@ local function wrong_type(pairs_)
   return nil
 end
 
--- Writes gathered over a batch and sent at flush() as one variadic call per command and key
--- (ZADD, ZREM, HSET, HDEL, SREM, SADD of many members): a call from Lua costs about as much
--- as the member it writes. Only for keys already type-checked (a flush comes after other
--- writes), and a batch never writes the same member of one key twice, so the order of the
--- gathered calls is free. Numbers go as strings: Redis formats a Lua number with printf.
-local LATER, LATER_ORDER = {}, {}
-local function later(cmd, key, a, b)
-  local by_key = LATER[cmd]
-  if not by_key then by_key = {} LATER[cmd] = by_key end
-  local t = by_key[key]
-  if not t then
-    t = { cmd, key }
-    by_key[key] = t
-    LATER_ORDER[#LATER_ORDER + 1] = t
-  end
-  local n = #t
-  t[n + 1] = a
-  if b ~= nil then t[n + 2] = b end
+-- Members gathered over a batch and written at the end with one variadic call per list: a
+-- call from Lua costs about as much as the member it writes. A list is {cmd, key, members...}
+-- (score/member or field/value pairs for ZADD and HSET), appended to in place. Only for keys
+-- type-checked before the first write; a batch never writes one member of a key twice, so
+-- the order of the lists is free. Numbers go as strings: Redis formats a Lua number with printf.
+local GATHERED = {}
+local function gathered(cmd, key)
+  local g = { cmd, key }
+  GATHERED[#GATHERED + 1] = g
+  return g
 end
 
-local function flush()
-  for _, t in ipairs(LATER_ORDER) do
-    local n = #t
-    for i = 3, n, 4000 do  -- an even step keeps score/member and field/value pairs together
-      redis.call(t[1], t[2], unpack(t, i, math.min(i + 3999, n)))
+local function write_gathered()
+  for _, g in ipairs(GATHERED) do
+    local n = #g
+    for i = 3, n, 4000 do  -- unpack stops near 8,000 values; an even step keeps pairs together
+      redis.call(g[1], g[2], unpack(g, i, math.min(i + 3999, n)))
     end
+    for i = n, 3, -1 do g[i] = nil end
   end
-  LATER, LATER_ORDER = {}, {}
 end
 
 -- JSON string literal as JavaScript's JSON.stringify writes it.
@@ -218,8 +210,9 @@ local function jstr(s)
 end
 
 -- Kue's event message: {"id":ID,"event":NAME,"args":[NAME<tail>]}; tail is pre-encoded JSON.
+local EVENTS = P .. ':events'
 local function publish(id, name, tail)
-  redis.call('PUBLISH', k('events'),
+  redis.call('PUBLISH', EVENTS,
     '{"id":' .. id .. ',"event":"' .. name .. '","args":["' .. name .. '"' .. (tail or '') .. ']}')
 end
 
