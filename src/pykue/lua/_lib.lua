@@ -167,12 +167,17 @@ local function writable_type(jtype, a, b)
   return jtype
 end
 
--- The first of {key, type} pairs whose key exists with another type, as an error reply.
-local function wrong_type(pairs_)
-  for _, p in ipairs(pairs_) do
-    if not is_a(p[1], p[2]) then
-      local t = redis.call('TYPE', p[1]).ok
-      return redis.error_reply('pykue: ' .. p[1] .. ' is a ' .. t .. ', not a ' .. p[2] .. '; nothing was written')
+-- The first key of a flat list (key, type, key, type, ...; enqueue.lua's {key, type} pairs
+-- also do) that exists with another type, as an error reply. Not memoised (each fixed key is
+-- checked once per run), and flat: a table per pair costs Redis's Lua more than its TYPE.
+local function wrong_type(checks)
+  local nested = type(checks[1]) == 'table'
+  for i = 1, #checks, nested and 1 or 2 do
+    local key, t = checks[i], checks[i + 1]
+    if nested then key, t = key[1], key[2] end
+    local got = redis.call('TYPE', key).ok
+    if got ~= 'none' and got ~= t then
+      return redis.error_reply('pykue: ' .. key .. ' is a ' .. got .. ', not a ' .. t .. '; nothing was written')
     end
   end
   return nil

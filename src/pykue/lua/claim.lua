@@ -22,10 +22,10 @@ local now, jtype, count = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local lease, base, wid, taken = tonumber(ARGV[5]), ARGV[6], ARGV[7], tonumber(ARGV[8])
 local tset = k('jobs:' .. jtype .. ':inactive')
 local bad_keys = wrong_type({
-  { tset, 'zset' }, { k('jobs:inactive'), 'zset' }, { k('jobs:active'), 'zset' }, { k('jobs'), 'zset' },
-  { k('jobs:' .. jtype .. ':active'), 'zset' }, { k('jobs:failed'), 'zset' },
-  { k('jobs:' .. jtype .. ':failed'), 'zset' }, { OWNERS, 'hash' }, { held(worker_of(base)), 'set' },
-  { WORKERS, 'zset' }, { k(jtype .. ':jobs'), 'list' }, { k('pykue:paused'), 'set' },
+  tset, 'zset', k('jobs:inactive'), 'zset', k('jobs:active'), 'zset', k('jobs'), 'zset',
+  k('jobs:' .. jtype .. ':active'), 'zset', k('jobs:failed'), 'zset',
+  k('jobs:' .. jtype .. ':failed'), 'zset', OWNERS, 'hash', held(worker_of(base)), 'set',
+  WORKERS, 'zset', k(jtype .. ':jobs'), 'list', k('pykue:paused'), 'set',
 })
 if bad_keys then return bad_keys end
 if redis.call('SISMEMBER', k('pykue:paused'), jtype) == 1 then return 'paused' end  -- queue.pause(type)

@@ -14,9 +14,9 @@
 local now_s, n = ARGV[2], tonumber(ARGV[3])
 local now = tonumber(now_s)
 local bad_keys = wrong_type({
-  { OWNERS, 'hash' }, { STALLS, 'hash' }, { k('jobs'), 'zset' }, { k('stats:work-time'), 'string' },
-  { k('jobs:inactive'), 'zset' }, { k('jobs:active'), 'zset' }, { k('jobs:complete'), 'zset' },
-  { k('jobs:failed'), 'zset' }, { k('jobs:delayed'), 'zset' },
+  OWNERS, 'hash', STALLS, 'hash', k('jobs'), 'zset', k('stats:work-time'), 'string',
+  k('jobs:inactive'), 'zset', k('jobs:active'), 'zset', k('jobs:complete'), 'zset',
+  k('jobs:failed'), 'zset', k('jobs:delayed'), 'zset',
 })
 if bad_keys then return bad_keys end
 if n == 0 then return {} end

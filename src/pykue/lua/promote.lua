@@ -2,7 +2,7 @@
 -- KEYS: the queue's fixed keys, in _lib.lua's DECLARED order.
 -- ARGV: prefix, now, limit. Returns how many were promoted.
 local now, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
-local bad_keys = wrong_type({ { k('jobs:delayed'), 'zset' }, { k('jobs:inactive'), 'zset' } })
+local bad_keys = wrong_type({ k('jobs:delayed'), 'zset', k('jobs:inactive'), 'zset' })
 if bad_keys then return bad_keys end
 local due = redis.call('ZRANGEBYSCORE', k('jobs:delayed'), 0, now, 'LIMIT', 0, limit)
 local n = 0
