@@ -3,6 +3,8 @@ index and lease writes gathered into one call per key; each job must end as if d
 
 from __future__ import annotations
 
+import json
+
 import redis
 
 import pykue
@@ -139,3 +141,33 @@ def test_a_plain_jobs_gathered_writes_land_before_a_later_jobs_effects_read_them
     assert not r.exists(f"{prefix}:job:{plain}") and not r.exists(f"{prefix}:job:{keeper}")
     assert r.zcard(f"{prefix}:jobs:complete") == r.zcard(f"{prefix}:jobs:w:complete") == 0
     assert r.zcard(f"{prefix}:jobs") == 0 and r.hlen(f"{prefix}:pykue:owners") == 0
+
+
+def test_promotion_of_a_batch_indexes_and_wakes_each_job_as_one_by_one(
+    queue: pykue.Queue, r: redis.Redis, prefix: str
+) -> None:
+    a = queue.create("w", {}).priority(-5).delay(50).save().id
+    b = queue.create("x", {}).delay(50).save().id
+    c = queue.create("w", {}).delay(50).save().id
+    stale = queue.create("w", {}).delay(50).save().id
+    r.hset(f"{prefix}:job:{stale}", "state", "complete")  # finished elsewhere, index not cleaned
+    pubsub = r.pubsub()
+    pubsub.subscribe(f"{prefix}:events")
+    assert (pubsub.get_message(timeout=5) or {}).get("type") == "subscribe"  # listening before the call
+    assert queue.scripts.run(sc.promote(queue.keys, now=codec.now_ms() + 60_000, limit=100)) == 3
+    assert r.zcard(f"{prefix}:jobs:delayed") == 0  # the stale entry too; its type's set is the watchdog's
+    assert r.zrange(f"{prefix}:jobs:w:delayed", 0, -1) == [f"01|{stale}"] and r.zcard(f"{prefix}:jobs:x:delayed") == 0
+    assert dict(r.zrange(f"{prefix}:jobs:inactive", 0, -1, withscores=True)) == {
+        f"01|{a}": -5, f"01|{b}": 0, f"01|{c}": 0}  # fmt: skip
+    assert dict(r.zrange(f"{prefix}:jobs:w:inactive", 0, -1, withscores=True)) == {f"01|{a}": -5, f"01|{c}": 0}
+    assert r.zrange(f"{prefix}:jobs:x:inactive", 0, -1) == [f"01|{b}"]
+    assert (r.llen(f"{prefix}:w:jobs"), r.llen(f"{prefix}:x:jobs")) == (2, 1)
+    assert [r.hget(f"{prefix}:job:{i}", "state") for i in (a, b, c, stale)] == ["inactive"] * 3 + ["complete"]
+    events = []
+    for _ in range(6):
+        msg = json.loads((pubsub.get_message(timeout=5) or {}).get("data") or "{}")
+        events.append((msg.get("id"), msg.get("event")))
+    assert pubsub.get_message(timeout=0.1) is None  # and no more
+    pubsub.close()
+    assert events == [(a, "promotion"), (a, "enqueue"), (b, "promotion"), (b, "enqueue"), (c, "promotion"),
+                      (c, "enqueue")]  # fmt: skip
