@@ -3,6 +3,8 @@ index and lease writes gathered into one call per key; each job must end as if d
 
 from __future__ import annotations
 
+import json
+
 import redis
 
 import pykue
@@ -65,7 +67,9 @@ def test_a_job_twice_in_one_completion_batch_completes_once(queue: pykue.Queue, 
         sc.Outcome.DONE, sc.Outcome.NOT_OWNED, sc.Outcome.NOT_OWNED, sc.Outcome.DONE]  # fmt: skip
     assert r.hget(f"{prefix}:job:{a}", "attempts") == "1" and r.hget(f"{prefix}:job:{b}", "attempts") == "1"
     assert r.get(f"{prefix}:stats:work-time") == "6"
-    assert r.zrange(f"{prefix}:jobs:complete", 0, -1) == [f"01|{a}", f"01|{b}"]
+    assert r.zrange(f"{prefix}:jobs:complete", 0, -1) == r.zrange(f"{prefix}:jobs:w:complete", 0, -1) == [
+        f"01|{a}", f"01|{b}"]  # fmt: skip
+    assert r.zcard(f"{prefix}:jobs:active") == r.zcard(f"{prefix}:jobs:w:active") == 0
     assert r.hlen(f"{prefix}:pykue:owners") == 0 and r.scard(f"{prefix}:pykue:held:wk") == 0
 
 
@@ -80,7 +84,8 @@ def test_plain_jobs_and_jobs_with_effects_in_one_batch_end_as_one_by_one(
     r.hset(f"{prefix}:pykue:stalls", str(plain2), "1@0/")
     claimed = _claim(queue, 10, codec.now_ms())
     assert [i for i, _ in claimed] == [removed, plain2, parent.id, plain1]
-    assert _complete(queue, claimed, '{"ok":1}') == [sc.Outcome.DONE] * 4
+    first, second = [claimed[3], claimed[0], claimed[1]], [claimed[2]]  # plain, removed, plain; a parent
+    assert _complete(queue, first, '{"ok":1}') + _complete(queue, second, '{"ok":1}') == [sc.Outcome.DONE] * 4
     assert not r.exists(f"{prefix}:job:{removed}")
     assert dict(r.zrange(f"{prefix}:jobs:w:complete", 0, -1, withscores=True)) == {
         f"01|{plain1}": 3, f"01|{plain2}": 0, f"01|{parent.id}": 0}  # fmt: skip
@@ -107,3 +112,62 @@ def test_a_job_removed_by_an_earlier_jobs_retention_in_the_batch_is_not_complete
     assert out == [sc.Outcome.DONE, sc.Outcome.NOT_OWNED]
     assert not r.exists(f"{prefix}:job:{victim}") and not r.exists(f"{prefix}:job:{keeper}")
     assert r.zcard(f"{prefix}:jobs:complete") == 0 and r.hlen(f"{prefix}:pykue:owners") == 0
+
+
+def test_claim_leaves_the_per_job_keys_as_tables_and_no_trace_of_the_converting_member(
+    queue: pykue.Queue, r: redis.Redis, prefix: str
+) -> None:
+    """Compact encodings scan every member per access; the claim converts the keys it writes per
+    running job, with a member it deletes again in the same script."""
+    job = queue.create("w", {}).save().id
+    [(claimed, token)] = _claim(queue, 1, codec.now_ms())
+    owners, active, by_type = f"{prefix}:pykue:owners", f"{prefix}:jobs:active", f"{prefix}:jobs:w:active"
+    assert (r.object("encoding", owners), r.object("encoding", active), r.object("encoding", by_type)) == (
+        "hashtable", "skiplist", "skiplist")  # fmt: skip
+    assert r.hgetall(owners) == {str(job): token} and claimed == job
+    assert r.zrange(active, 0, -1) == r.zrange(by_type, 0, -1) == [f"01|{job}"]
+
+
+def test_a_plain_jobs_gathered_writes_land_before_a_later_jobs_effects_read_them(
+    queue: pykue.Queue, r: redis.Redis, prefix: str
+) -> None:
+    """A plain job found in a kept set (left there by an earlier run) is removed by the next
+    job's retention in the same batch: it must not come back into the indexes afterwards."""
+    plain = queue.create("w", {}).save().id
+    keeper = queue.create("w", {}).remove_on_complete(0).save().id
+    claimed = _claim(queue, 2, codec.now_ms())
+    r.zadd(f"{prefix}:pykue:kept:complete:w", {str(plain): 1})
+    assert _complete(queue, claimed) == [sc.Outcome.DONE, sc.Outcome.DONE]
+    assert not r.exists(f"{prefix}:job:{plain}") and not r.exists(f"{prefix}:job:{keeper}")
+    assert r.zcard(f"{prefix}:jobs:complete") == r.zcard(f"{prefix}:jobs:w:complete") == 0
+    assert r.zcard(f"{prefix}:jobs") == 0 and r.hlen(f"{prefix}:pykue:owners") == 0
+
+
+def test_promotion_of_a_batch_indexes_and_wakes_each_job_as_one_by_one(
+    queue: pykue.Queue, r: redis.Redis, prefix: str
+) -> None:
+    a = queue.create("w", {}).priority(-5).delay(50).save().id
+    b = queue.create("x", {}).delay(50).save().id
+    c = queue.create("w", {}).delay(50).save().id
+    stale = queue.create("w", {}).delay(50).save().id
+    r.hset(f"{prefix}:job:{stale}", "state", "complete")  # finished elsewhere, index not cleaned
+    pubsub = r.pubsub()
+    pubsub.subscribe(f"{prefix}:events")
+    assert (pubsub.get_message(timeout=5) or {}).get("type") == "subscribe"  # listening before the call
+    assert queue.scripts.run(sc.promote(queue.keys, now=codec.now_ms() + 60_000, limit=100)) == 3
+    assert r.zcard(f"{prefix}:jobs:delayed") == 0  # the stale entry too; its type's set is the watchdog's
+    assert r.zrange(f"{prefix}:jobs:w:delayed", 0, -1) == [f"01|{stale}"] and r.zcard(f"{prefix}:jobs:x:delayed") == 0
+    assert dict(r.zrange(f"{prefix}:jobs:inactive", 0, -1, withscores=True)) == {
+        f"01|{a}": -5, f"01|{b}": 0, f"01|{c}": 0}  # fmt: skip
+    assert dict(r.zrange(f"{prefix}:jobs:w:inactive", 0, -1, withscores=True)) == {f"01|{a}": -5, f"01|{c}": 0}
+    assert r.zrange(f"{prefix}:jobs:x:inactive", 0, -1) == [f"01|{b}"]
+    assert (r.llen(f"{prefix}:w:jobs"), r.llen(f"{prefix}:x:jobs")) == (2, 1)
+    assert [r.hget(f"{prefix}:job:{i}", "state") for i in (a, b, c, stale)] == ["inactive"] * 3 + ["complete"]
+    events = []
+    for _ in range(6):
+        msg = json.loads((pubsub.get_message(timeout=5) or {}).get("data") or "{}")
+        events.append((msg.get("id"), msg.get("event")))
+    assert pubsub.get_message(timeout=0.1) is None  # and no more
+    pubsub.close()
+    assert events == [(a, "promotion"), (a, "enqueue"), (b, "promotion"), (b, "enqueue"), (c, "promotion"),
+                      (c, "enqueue")]  # fmt: skip

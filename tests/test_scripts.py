@@ -98,7 +98,9 @@ def test_the_lua_prelude_declares_the_same_keys_in_the_same_order_as_python() ->
     lib = (LUA / "_lib.lua").read_text()
     table = re.search(r"local DECLARED = \{(.*?)\n\}", lib, re.DOTALL)
     assert table is not None
-    assert tuple(re.findall(r"'([^']+)'", table.group(1))) == DECLARED
+    entries = re.findall(r"\['([^']+)'\] = KEYS\[(\d+)\]", table.group(1))
+    assert [name for name, _ in entries] == list(DECLARED)
+    assert [int(i) for _, i in entries] == list(range(1, len(DECLARED) + 1))
 
 
 def test_every_fixed_key_a_script_names_is_declared() -> None:

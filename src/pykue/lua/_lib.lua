@@ -15,26 +15,37 @@
 -- a read follows a write. progress, remove and unlock write once or read first; renew and
 -- repair_tokens only touch pykue's lease keys and the wake-up lists.
 local P = ARGV[1]
+-- The fixed keys by name: KEYS[i] is the key Python's _keys.DECLARED names i-th. One table
+-- constructor, as a table grown key by key costs Redis's Lua a rehash per doubling, per call.
 local DECLARED = {
-  'jobs', 'ids', 'job:types', 'stats:work-time',
-  'jobs:inactive', 'jobs:active', 'jobs:complete', 'jobs:failed', 'jobs:delayed',
-  'pykue:owners', 'pykue:workers', 'pykue:stalls', 'pykue:watchdog', 'pykue:ttl', 'pykue:orphans',
-  'pykue:paused', 'pykue:repeat', 'pykue:repeat:next', 'pykue:limits', 'pykue:unique',
+  ['jobs'] = KEYS[1], ['ids'] = KEYS[2], ['job:types'] = KEYS[3], ['stats:work-time'] = KEYS[4],
+  ['jobs:inactive'] = KEYS[5], ['jobs:active'] = KEYS[6], ['jobs:complete'] = KEYS[7],
+  ['jobs:failed'] = KEYS[8], ['jobs:delayed'] = KEYS[9],
+  ['pykue:owners'] = KEYS[10], ['pykue:workers'] = KEYS[11], ['pykue:stalls'] = KEYS[12],
+  ['pykue:watchdog'] = KEYS[13], ['pykue:ttl'] = KEYS[14], ['pykue:orphans'] = KEYS[15],
+  ['pykue:paused'] = KEYS[16], ['pykue:repeat'] = KEYS[17], ['pykue:repeat:next'] = KEYS[18],
+  ['pykue:limits'] = KEYS[19], ['pykue:unique'] = KEYS[20],
 }
-local K = {}
-for i, name in ipairs(DECLARED) do K[name] = KEYS[i] end
+local K = DECLARED
 -- A fixed key as declared in KEYS; any other (per job, per type) derived from the prefix.
 local function k(name) return K[name] or (P .. ':' .. name) end
 local function jobkey(id) return P .. ':job:' .. id end
 -- zid's width prefix by id length: a number concatenated or formatted costs Redis's Lua a
 -- printf, and ids are up to 16 digits.
-local WIDTH = {}
-for w = 1, 16 do WIDTH[w] = string.format('%02d', w) end
+local WIDTH = { '01', '02', '03', '04', '05', '06', '07', '08', '09', '10', '11', '12', '13', '14', '15', '16' }
 local function zid(id) return (WIDTH[#id] or string.format('%02d', #id)) .. '|' .. id end
 -- Leases: OWNERS maps a claimed job to its owner token "<worker>:<claim>:<n>"; the
 -- worker's lease is its score in WORKERS, and HELD:<worker> lists the jobs it holds.
 -- One lease per worker, not per job: a claim or completion touches a set, not a zset.
 local OWNERS, WORKERS, STALLS = k('pykue:owners'), k('pykue:workers'), k('pykue:stalls')
+-- A hash field or sorted-set member longer than hash/zset-max-ziplist-value (64 by default).
+-- Written into a hash or sorted set and deleted again in the same script, it leaves only the
+-- key's encoding changed: from the compact list (ziplist, listpack), where reading or writing
+-- one member scans the whole list (a sorted set parses every score on the way), to a hash
+-- table or skip list, which Redis never converts back while the key exists. The owners hash
+-- and the active sets gain and lose a member per running job: with 50 or 200 jobs running
+-- they stay compact (up to 128 and 512 members) and cost more per job than the rest.
+local WIDE = 'pykue: converts a hash or sorted set to a table; it never outlives the script'
 local function held(worker) return k('pykue:held:' .. worker) end
 local function worker_of(token) return string.match(token, '^[^:]+') end
 -- The claim number in a token; "<worker>:<claim>:<n>" tokens are numbered per worker.
@@ -156,45 +167,42 @@ local function writable_type(jtype, a, b)
   return jtype
 end
 
--- The first of {key, type} pairs whose key exists with another type, as an error reply.
-local function wrong_type(pairs_)
-  for _, p in ipairs(pairs_) do
-    if not is_a(p[1], p[2]) then
-      local t = redis.call('TYPE', p[1]).ok
-      return redis.error_reply('pykue: ' .. p[1] .. ' is a ' .. t .. ', not a ' .. p[2] .. '; nothing was written')
+-- The first key of a flat list (key, type, key, type, ...; enqueue.lua's {key, type} pairs
+-- also do) that exists with another type, as an error reply. Not memoised (each fixed key is
+-- checked once per run), and flat: a table per pair costs Redis's Lua more than its TYPE.
+local function wrong_type(checks)
+  local nested = type(checks[1]) == 'table'
+  for i = 1, #checks, nested and 1 or 2 do
+    local key, t = checks[i], checks[i + 1]
+    if nested then key, t = key[1], key[2] end
+    local got = redis.call('TYPE', key).ok
+    if got ~= 'none' and got ~= t then
+      return redis.error_reply('pykue: ' .. key .. ' is a ' .. got .. ', not a ' .. t .. '; nothing was written')
     end
   end
   return nil
 end
 
--- Writes gathered over a batch and sent at flush() as one variadic call per command and key
--- (ZADD, ZREM, HSET, HDEL, SREM, SADD of many members): a call from Lua costs about as much
--- as the member it writes. Only for keys already type-checked (a flush comes after other
--- writes), and a batch never writes the same member of one key twice, so the order of the
--- gathered calls is free. Numbers go as strings: Redis formats a Lua number with printf.
-local LATER, LATER_ORDER = {}, {}
-local function later(cmd, key, a, b)
-  local by_key = LATER[cmd]
-  if not by_key then by_key = {} LATER[cmd] = by_key end
-  local t = by_key[key]
-  if not t then
-    t = { cmd, key }
-    by_key[key] = t
-    LATER_ORDER[#LATER_ORDER + 1] = t
-  end
-  local n = #t
-  t[n + 1] = a
-  if b ~= nil then t[n + 2] = b end
+-- Members gathered over a batch and written at the end with one variadic call per list: a
+-- call from Lua costs about as much as the member it writes. A list is {cmd, key, members...}
+-- (score/member or field/value pairs for ZADD and HSET), appended to in place. Only for keys
+-- type-checked before the first write; a batch never writes one member of a key twice, so
+-- the order of the lists is free. Numbers go as strings: Redis formats a Lua number with printf.
+local GATHERED = {}
+local function gathered(cmd, key)
+  local g = { cmd, key }
+  GATHERED[#GATHERED + 1] = g
+  return g
 end
 
-local function flush()
-  for _, t in ipairs(LATER_ORDER) do
-    local n = #t
-    for i = 3, n, 4000 do  -- an even step keeps score/member and field/value pairs together
-      redis.call(t[1], t[2], unpack(t, i, math.min(i + 3999, n)))
+local function write_gathered()
+  for _, g in ipairs(GATHERED) do
+    local n = #g
+    for i = 3, n, 4000 do  -- unpack stops near 8,000 values; an even step keeps pairs together
+      redis.call(g[1], g[2], unpack(g, i, math.min(i + 3999, n)))
     end
+    for i = n, 3, -1 do g[i] = nil end
   end
-  LATER, LATER_ORDER = {}, {}
 end
 
 -- JSON string literal as JavaScript's JSON.stringify writes it.
@@ -207,8 +215,9 @@ local function jstr(s)
 end
 
 -- Kue's event message: {"id":ID,"event":NAME,"args":[NAME<tail>]}; tail is pre-encoded JSON.
+local EVENTS = P .. ':events'
 local function publish(id, name, tail)
-  redis.call('PUBLISH', k('events'),
+  redis.call('PUBLISH', EVENTS,
     '{"id":' .. id .. ',"event":"' .. name .. '","args":["' .. name .. '"' .. (tail or '') .. ']}')
 end
 

@@ -22,10 +22,10 @@ local now, jtype, count = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local lease, base, wid, taken = tonumber(ARGV[5]), ARGV[6], ARGV[7], tonumber(ARGV[8])
 local tset = k('jobs:' .. jtype .. ':inactive')
 local bad_keys = wrong_type({
-  { tset, 'zset' }, { k('jobs:inactive'), 'zset' }, { k('jobs:active'), 'zset' }, { k('jobs'), 'zset' },
-  { k('jobs:' .. jtype .. ':active'), 'zset' }, { k('jobs:failed'), 'zset' },
-  { k('jobs:' .. jtype .. ':failed'), 'zset' }, { OWNERS, 'hash' }, { held(worker_of(base)), 'set' },
-  { WORKERS, 'zset' }, { k(jtype .. ':jobs'), 'list' }, { k('pykue:paused'), 'set' },
+  tset, 'zset', k('jobs:inactive'), 'zset', k('jobs:active'), 'zset', k('jobs'), 'zset',
+  k('jobs:' .. jtype .. ':active'), 'zset', k('jobs:failed'), 'zset',
+  k('jobs:' .. jtype .. ':failed'), 'zset', OWNERS, 'hash', held(worker_of(base)), 'set',
+  WORKERS, 'zset', k(jtype .. ':jobs'), 'list', k('pykue:paused'), 'set',
 })
 if bad_keys then return bad_keys end
 if redis.call('SISMEMBER', k('pykue:paused'), jtype) == 1 then return 'paused' end  -- queue.pause(type)
@@ -72,32 +72,48 @@ local function active_scores(f)
   return '-' .. pri, pri
 end
 
-local ACTIVE, TYPE_ACTIVE, INACTIVE, HELD = k('jobs:active'), k('jobs:' .. jtype .. ':active'), k('jobs:inactive'),
-  held(worker_of(base))
+local ACTIVE, TYPE_ACTIVE, INACTIVE = k('jobs:active'), k('jobs:' .. jtype .. ':active'), k('jobs:inactive')
 local job_fields = { 'HSET', '', 'state', 'active', 'started_at', ARGV[2], 'updated_at', ARGV[2], 'workerId', wid }
+local left_inactive, active, type_active = gathered('ZREM', INACTIVE), gathered('ZADD', ACTIVE),
+  gathered('ZADD', TYPE_ACTIVE)
+local owners, held_ids = gathered('HSET', OWNERS), gathered('SADD', held(worker_of(base)))
 
-local function claim_one(id, z, f, all)
+local function claim_one(id, key, z, f, all)
   claimed = claimed + 1
   local score, pri = active_scores(f)
   local token = base .. ':' .. string.format('%d', claimed)
-  job_fields[2] = jobkey(id)
+  if claimed == 1 then  -- the keys written per running job, as tables (see WIDE)
+    active[3], active[4], type_active[3], type_active[4], owners[3], owners[4] = '0', WIDE, '0', WIDE, WIDE, ''
+  end
+  job_fields[2] = key
   redis.call(unpack(job_fields))
-  later('ZREM', INACTIVE, z)
-  later('ZADD', ACTIVE, score, z)
-  later('ZADD', TYPE_ACTIVE, pri, z)
-  later('HSET', OWNERS, id, token)
-  later('SADD', HELD, id)
+  local n, m = #active, #owners
+  left_inactive[#left_inactive + 1] = z
+  active[n + 1], active[n + 2], type_active[n + 1], type_active[n + 2] = score, z, pri, z
+  owners[m + 1], owners[m + 2] = id, token
+  held_ids[#held_ids + 1] = id
   publish(id, 'start', start_tail)
   out[#out + 1] = id
   out[#out + 1] = token
   out[#out + 1] = all
 end
 
+-- A job hash as field -> value, in one table reused job after job: a new table per job would
+-- be rehashed at each doubling of its ~12 fields. Valid until the next call.
+local f, f_all = {}, {}
+local function fields(all)
+  for i = 1, #f_all, 2 do f[f_all[i]] = nil end
+  for i = 1, #all, 2 do f[all[i]] = all[i + 1] end
+  f_all = all
+  return f
+end
+
 -- One popped member: claimed, set aside, or (a stale entry) dropped.
 local function take(z)
   local id = string.sub(z, (string.find(z, '|', 1, true) or 0) + 1)
+  local key = jobkey(id)
   local all = not (#id <= 16 and zid(id) == z and string.find(id, '^%d+$')) and 'bad id'
-    or redis.pcall('HGETALL', jobkey(id))
+    or redis.pcall('HGETALL', key)
   if all == 'bad id' then
     redis.call('ZREM', INACTIVE, z)
     redis.call('ZREM', k('jobs'), z)
@@ -105,12 +121,11 @@ local function take(z)
   elseif all.err then
     redis.call('ZREM', INACTIVE, z)
     redis.call('ZREM', k('jobs'), z)
-    aside(z, jobkey(id) .. ' is a ' .. redis.call('TYPE', jobkey(id)).ok .. ', not a job hash; unindexed')
+    aside(z, key .. ' is a ' .. redis.call('TYPE', key).ok .. ', not a job hash; unindexed')
   elseif #all == 0 then
     redis.call('ZREM', k('jobs'), z)
   else
-    local f = {}
-    for i = 1, #all, 2 do f[all[i]] = all[i + 1] end
+    local f = fields(all)
     local problem = record_problem(f)
     -- A stale entry (the job is in another state, or of another type) is only dropped.
     local ours = (f.state == 'inactive' or not STATES[f.state or ''])
@@ -118,7 +133,7 @@ local function take(z)
     if problem and ours then
       set_aside(id, z, f, problem)
     elseif not problem and f.state == 'inactive' and f.type == jtype then
-      claim_one(id, z, f, all)
+      claim_one(id, key, z, f, all)
     end
   end
 end
@@ -129,7 +144,12 @@ while claimed < count do
   if #popped == 0 then break end
   for i = 1, #popped, 2 do take(popped[i]) end
 end
-flush()
+write_gathered()
+if claimed > 0 then
+  redis.call('ZREM', ACTIVE, WIDE)
+  redis.call('ZREM', TYPE_ACTIVE, WIDE)
+  redis.call('HDEL', OWNERS, WIDE)
+end
 if claimed > 0 then redis.call('ZADD', WORKERS, now + lease, worker_of(base)) end
 if limit_max then
   if claimed > 0 and limit_used then

@@ -14,9 +14,9 @@
 local now_s, n = ARGV[2], tonumber(ARGV[3])
 local now = tonumber(now_s)
 local bad_keys = wrong_type({
-  { OWNERS, 'hash' }, { STALLS, 'hash' }, { k('jobs'), 'zset' }, { k('stats:work-time'), 'string' },
-  { k('jobs:inactive'), 'zset' }, { k('jobs:active'), 'zset' }, { k('jobs:complete'), 'zset' },
-  { k('jobs:failed'), 'zset' }, { k('jobs:delayed'), 'zset' },
+  OWNERS, 'hash', STALLS, 'hash', k('jobs'), 'zset', k('stats:work-time'), 'string',
+  k('jobs:inactive'), 'zset', k('jobs:active'), 'zset', k('jobs:complete'), 'zset',
+  k('jobs:failed'), 'zset', k('jobs:delayed'), 'zset',
 })
 if bad_keys then return bad_keys end
 if n == 0 then return {} end
@@ -34,21 +34,68 @@ for i = 1, n, 4000 do  -- unpack stops near 8,000 values
   has_dependents = has_dependents or redis.call('EXISTS', unpack(dkeys, i, last)) > 0
 end
 
-local COMPLETE_SET = k('jobs:complete')
 local ATTEMPTS = { '1', '2', '3', '4', '5', '6', '7', '8', '9', '10' }
--- Kue's Job#state(complete) and the lease drop, gathered for the batch's flush.
-local function complete_plain(id, token, jtype, old, priority)
-  local z = zid(id)
-  later('SREM', held(worker_of(token)), id)
-  later('HDEL', OWNERS, id)
-  later('HDEL', STALLS, id)
-  if old and STATES[old] and old ~= 'complete' then
-    later('ZREM', set_key(nil, old), z)
-    if jtype then later('ZREM', set_key(jtype, old), z) end
+local lease_ids, stall_ids = gathered('HDEL', OWNERS), gathered('HDEL', STALLS)
+local complete_all = gathered('ZADD', k('jobs:complete'))
+-- The gathered lists a plain job's completion appends to, by its type and old state, and by
+-- its owner's held set; consecutive jobs almost always share them (last_* below).
+local routes = {}
+local function route_of(jtype, old)
+  local by_old = routes[jtype or '']
+  if not by_old then
+    by_old = {}
+    routes[jtype or ''] = by_old
   end
-  local pri = num_of(priority) and priority or '0'
-  later('ZADD', COMPLETE_SET, pri, z)
-  if jtype then later('ZADD', set_key(jtype, 'complete'), pri, z) end
+  local r = by_old[old or '']
+  if not r then
+    local leaves = old and STATES[old] and old ~= 'complete'
+    r = {
+      left = leaves and gathered('ZREM', set_key(nil, old)),
+      left_type = leaves and jtype and gathered('ZREM', set_key(jtype, old)),
+      joined_type = jtype and gathered('ZADD', set_key(jtype, 'complete')),
+    }
+    by_old[old or ''] = r
+  end
+  return r
+end
+
+-- A token's worker's held set (key, and its gathered SREM), built once per worker.
+local held_keys = {}
+local function held_of(token)
+  local worker = worker_of(token)
+  local h = held_keys[worker]
+  if not h then
+    h = { held(worker) }
+    held_keys[worker] = h
+  end
+  return h
+end
+
+local last_type, last_old, last_route
+-- Kue's Job#state(complete) and the lease drop, gathered for write_gathered.
+local function complete_plain(id, held_set, jtype_field, old, priority)
+  local z = zid(id)
+  local srem = held_set[2]
+  if not srem then
+    srem = gathered('SREM', held_set[1])
+    held_set[2] = srem
+  end
+  srem[#srem + 1] = id
+  lease_ids[#lease_ids + 1] = id
+  stall_ids[#stall_ids + 1] = id
+  if jtype_field ~= last_type or old ~= last_old or not last_route then
+    last_type, last_old = jtype_field, old
+    last_route = route_of(writable_type(jtype_field, old, 'complete'), old)
+  end
+  local r, pri = last_route, num_of(priority) and priority or '0'
+  local n = #complete_all
+  complete_all[n + 1], complete_all[n + 2] = pri, z
+  if r.left then r.left[#r.left + 1] = z end
+  if r.left_type then r.left_type[#r.left_type + 1] = z end
+  if r.joined_type then
+    n = #r.joined_type
+    r.joined_type[n + 1], r.joined_type[n + 2] = pri, z
+  end
 end
 
 -- The same step by step, then what the job's completion does to other jobs.
@@ -74,7 +121,8 @@ for j = 1, n do
   -- After a job's effects on others (removals), the batch's read of the owners may be stale.
   local owner = owners[j]
   if exact then owner = redis.call('HGET', OWNERS, id) end
-  local f = not seen[id] and owner == token and is_a(held(worker_of(token)), 'set')
+  local held_set = owner == token and held_of(token)
+  local f = held_set and not seen[id] and is_a(held_set[1], 'set')
     and redis.pcall('HMGET', key, 'type', 'priority', 'removeOnComplete', 'state', 'attempts',
                                   'pykue_keep_complete', 'pykue_unique')
   if f and f.err then
@@ -96,11 +144,11 @@ for j = 1, n do
     work = work + tonumber(dur)
     publish(id, 'complete', ',' .. result .. ',null')
     if has_dependents or f[3] == 'true' or f[6] or (f[7] and f[7] ~= '') then
-      flush()
+      write_gathered()
       complete_with_effects(id, token, f)
       exact = true
     else
-      complete_plain(id, token, writable_type(f[1], f[4], 'complete'), f[4], f[2])
+      complete_plain(id, held_set, f[1], f[4], f[2])
     end
     seen[id] = true
     res[j] = 1
@@ -108,7 +156,7 @@ for j = 1, n do
     res[j] = 0
   end
 end
-flush()
+write_gathered()
 if work > 0 then
   local before = redis.call('GET', k('stats:work-time'))
   if before and not int_of(before) then  -- INCRBY would raise after every write above

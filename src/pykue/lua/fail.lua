@@ -9,8 +9,8 @@
 -- Returns attempts made (negative when failed for good), or nil if not owned/active.
 local now, id, token = tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local bad_keys = wrong_type({
-  { OWNERS, 'hash' }, { k('jobs:inactive'), 'zset' }, { k('jobs:active'), 'zset' },
-  { k('jobs:failed'), 'zset' }, { k('jobs:delayed'), 'zset' }, { k('jobs:complete'), 'zset' },
+  OWNERS, 'hash', k('jobs:inactive'), 'zset', k('jobs:active'), 'zset',
+  k('jobs:failed'), 'zset', k('jobs:delayed'), 'zset', k('jobs:complete'), 'zset',
 })
 if bad_keys then return bad_keys end
 local owner = redis.call('HGET', OWNERS, id)
