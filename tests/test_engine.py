@@ -84,3 +84,23 @@ def test_a_claimed_record_reads_as_text_or_names_its_first_bad_byte() -> None:
     assert codec.claimed_record([b"type", "w"]) == ({"type": "w"}, None)
     fields, problem = codec.claimed_record([b"type", b"w", b"data", b'{"a":"\xff"}'])
     assert fields == {} and problem is not None and "field 'data' is not UTF-8 at byte 6" in problem
+
+
+def test_claims_sent_ahead_never_hold_more_jobs_than_the_concurrency(url: str, prefix: str, r: redis.Redis) -> None:
+    """The next claim goes out while a batch runs; it may only take slots that are free, so
+    no more than `concurrency` jobs are ever active for the worker or running in it."""
+    q = pykue.create_queue(url, prefix=prefix, settings=FAST)
+    q.save_many(q.create("w", {"i": i}) for i in range(60))
+    running, seen = [0], {"running": 0, "active": 0}
+
+    async def handler(job: pykue.Job) -> None:
+        running[0] += 1
+        seen["running"] = max(seen["running"], running[0])
+        seen["active"] = max(seen["active"], r.zcard(f"{prefix}:jobs:w:active"))
+        await asyncio.sleep(0.002)  # work: the other slots fill meanwhile
+        running[0] -= 1
+
+    q.process("w", 4, handler)
+    wait_for(lambda: q.complete_count() == 60, what="60 completions")
+    q.shutdown(1)
+    assert seen["running"] == 4 and 2 <= seen["active"] <= 4

@@ -190,6 +190,14 @@ def guarded(handler: Callable[..., Any], is_coro: bool) -> Callable[..., Any]:
     return call
 
 
+@dataclass(frozen=True)
+class _Claim:
+    seq: int  # numbers its owner tokens: the renewal tells a lost reply's jobs by it
+    now: int
+    sent: float  # monotonic: the claim extended the lease from then
+    task: asyncio.Task[Any]
+
+
 class _Backoff:
     """Retry pacing with a warning on the first failure and then every 10th (not a log flood)."""
 
@@ -214,9 +222,10 @@ class WorkerEngine:
         self.worker_id = worker_id(job_type, n)
         self._base = uuid.uuid4().hex[:12]
         self._seq = 0
-        self._inflight: int | None = None  # the claim whose reply may still be on its way
+        self._inflight: list[int] = []  # the claims whose replies may still be on their way
         self._lease_at = -1e18  # monotonic time the last successful renewal (or claim) was sent
         self._fresh_for = settings.lease_ms / 1000 - settings.lease_ms / 3000  # lease - margin, s
+        self._chunk = min(settings.batch, -(-concurrency // 2))  # a claim's most: half the slots (_claim_ahead)
         self._held: dict[int, JobLease] = {}
         self._running = 0
         self._pending: list[tuple[JobLease, int, str]] = []
@@ -249,35 +258,52 @@ class WorkerEngine:
             return out
 
     # -- claiming -------------------------------------------------------------
+    def _claim(self, count: int, taken: int) -> _Claim:
+        """Send a claim now (its reply is awaited later): numbered, and in flight until read."""
+        self._seq += 1
+        self._inflight.append(self._seq)
+        now, sent = codec.now_ms(), time.monotonic()
+        call = sc.claim(self.keys, now=now, job_type=self.type, count=count, lease_ms=self.settings.lease_ms,
+                        token_base=f"{self._base}:{self._seq}", worker_id=self.worker_id,
+                        tokens_taken=taken)  # fmt: skip
+        return _Claim(self._seq, now, sent, self.loop.create_task(self.scripts.run(call)))
+
+    def _claim_ahead(self, claimed: int) -> _Claim | None:
+        """While the jobs just claimed are built and run, Redis claims the next ones: each
+        claim takes at most half the slots, so a second fits beside the first. Its jobs get
+        slots that are free now and start as soon as its reply is read."""
+        free = self.concurrency - self._running - claimed
+        if free <= 0 or self._stop.is_set() or self.paused_locally or not self._deliverable.is_set():
+            return None
+        return self._claim(min(free, self._chunk), 0)
+
     async def _fetch_loop(self) -> None:
         taken = 0
         pace = _Backoff(f"claiming {self.type} jobs")
-        while not self._stop.is_set():
-            await self._slot.wait()
-            await self._deliverable.wait()
-            await asyncio.sleep(0)  # let handlers that are finishing free their slots: bigger batches
-            if self._stop.is_set():
-                break
-            if self.paused_locally:  # Kue's ctx.pause: take nothing until ctx.resume()
-                await self._nap()
-                continue
-            free = self.concurrency - self._running
-            self._seq += 1
-            self._inflight = self._seq
-            now, sent = codec.now_ms(), time.monotonic()
-            call = sc.claim(self.keys, now=now, job_type=self.type, count=min(free, self.settings.batch),
-                            lease_ms=self.settings.lease_ms, token_base=f"{self._base}:{self._seq}",
-                            worker_id=self.worker_id, tokens_taken=taken)  # fmt: skip
+        ahead: _Claim | None = None
+        while ahead is not None or not self._stop.is_set():
+            if ahead is None:
+                await self._slot.wait()
+                await self._deliverable.wait()
+                await asyncio.sleep(0)  # let handlers that are finishing free their slots: bigger batches
+                if self._stop.is_set():
+                    break
+                if self.paused_locally:  # Kue's ctx.pause: take nothing until ctx.resume()
+                    await self._nap()
+                    continue
+                claim = self._claim(min(self.concurrency - self._running, self._chunk), taken)
+            else:
+                claim, ahead = ahead, None
             try:
-                out = await self.scripts.run(call)
+                out = await claim.task
             except (RedisError, OSError) as exc:
                 # The claim may have run with its reply lost: its jobs are held under our
                 # name but unknown here, and the next renewal hands them back.
-                self._inflight = None
+                self._inflight.remove(claim.seq)
                 if not self._stop.is_set():
                     await pace.wait(exc)
                 continue
-            self._inflight = None
+            self._inflight.remove(claim.seq)
             pace = _Backoff(f"claiming {self.type} jobs")
             if not isinstance(
                 out, list
@@ -288,14 +314,16 @@ class WorkerEngine:
             if out or limited is None:
                 taken = 0  # else the wake-up token we hold is still owed to the next claim
             if out:
-                self._lease_at = max(self._lease_at, sent)  # the claim extended our lease
-                self._start_jobs(out, now)
+                self._lease_at = max(self._lease_at, claim.sent)  # the claim extended our lease
+                if limited is None:
+                    ahead = self._claim_ahead(len(out) // 3)
+                self._start_jobs(out, claim.now)
             if limited is not None:  # the type's rate limit window is used up (issue 12): wait for
                 # it to reopen, looking again at least every block_timeout (a limit may be lifted)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), min(limited, self.settings.block_timeout))
                 continue
-            if out:
+            if out or ahead is not None:
                 continue
             got = None
             try:
@@ -463,7 +491,7 @@ class WorkerEngine:
     async def renew(self, raising: bool = False, mode: str = "renew") -> bool:
         """Heartbeat (a live worker keeps its lease even when idle), learn which jobs were
         taken from us, and have Redis hand back what it says we hold but no handler runs."""
-        floor = self._inflight if self._inflight is not None else self._seq + 1
+        floor = min(self._inflight) if self._inflight else self._seq + 1
         sent_tokens = {job_id: h.token for job_id, h in self._held.items()}
         call = sc.renew(self.keys, now=codec.now_ms(), lease_ms=self.settings.lease_ms, worker=self._base,
                         floor=floor, mode=mode, held=list(sent_tokens.items()))  # fmt: skip
