@@ -5,9 +5,11 @@ sync handler waiting on it."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from typing import Any
 
+import pytest
 import redis
 
 import pykue
@@ -104,3 +106,21 @@ def test_claims_sent_ahead_never_hold_more_jobs_than_the_concurrency(url: str, p
     wait_for(lambda: q.complete_count() == 60, what="60 completions")
     q.shutdown(1)
     assert seen["running"] == 4 and 2 <= seen["active"] <= 4
+
+
+JSON_TEXTS = ['{"i":1}', ' {"a": [1, 2.5, null, true]} ', '"\\u00e9\\ud83d\\ude00"', "12345678901234567890", "NaN",
+              "-Infinity", '{"a":1}x', "{bad", "", " ", "[1,", "\ufeff{}", '{"a":1} {"b":2}', "1e400"]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", JSON_TEXTS)
+def test_the_fast_json_read_is_json_loads(text: str) -> None:
+    """Same value (NaN included, hence repr), or the same error message."""
+    try:
+        expected = repr(json.loads(text))
+    except ValueError as exc:
+        expected = f"error {exc}"
+    try:
+        got = repr(codec.js_loads(text))
+    except ValueError as exc:
+        got = f"error {exc}"
+    assert got == expected

@@ -164,7 +164,12 @@ def complete(keys: Keys, *, now: int, jobs: Sequence[tuple[int, str, int, str]])
         refused = [i for i, o in zip(ids, out, strict=True) if o is Outcome.NOT_OWNED]
         return f"completion of job(s) {refused} refused: no longer owned by this worker" if refused else None
 
-    return _call("complete", keys, args, lambda raw: [_done_or(Outcome.NOT_OWNED)(x) for x in raw], refusal)
+    return _call("complete", keys, args, _dones, refusal)
+
+
+def _dones(raw: Any) -> list[Outcome]:
+    done, refused = Outcome.DONE, Outcome.NOT_OWNED
+    return [done if x == 1 else refused for x in raw]
 
 
 def fail(keys: Keys, *, now: int, job_id: int | str, token: str, error: str, log_line: str, message: str,

@@ -373,7 +373,6 @@ class WorkerEngine:
             self._slot.clear()
 
     async def _run_one(self, h: JobLease) -> None:
-        started = codec.now_ms()
         try:
             result = await self._run(h)
             rjson = "" if result is None or not js_truthy(result) else codec.js_dumps(result, "job result")
@@ -389,7 +388,8 @@ class WorkerEngine:
             if h.revoked.is_set():
                 self._forget(h)
             else:
-                self._pending.append((h, codec.now_ms() - started, rjson))
+                took = 0 if h.started is None else int((time.monotonic() - h.started) * 1000)
+                self._pending.append((h, took, rjson))
                 if self._flusher is None or self._flusher.done():
                     self._flusher = self.loop.create_task(self._flush())
         finally:
