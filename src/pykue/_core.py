@@ -11,7 +11,6 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from . import _codec as codec
-from . import _scripts as sc
 from ._codec import Failure
 from ._errors import NoQueueError
 from ._events import Emitter
@@ -80,13 +79,6 @@ class QueueCore(Emitter):
         """A job whose last listener went (job.wait) leaves the registry of listening jobs."""
         if job.id is not None and not job.has_listeners() and self.listeners.jobs.get(job.id) is job:
             del self.listeners.jobs[job.id]
-
-    def _enqueue_args(self, jobs: Sequence[BaseJob], now: int) -> tuple[sc.Call[list[Any]], list[list[str]]]:
-        """One enqueue call; every job is validated before anything is sent."""
-        all_fields = [job._new_fields(now) for job in jobs]
-        specs = [(job.type, "delayed" if job.opts.delay > 0 else "inactive", job.opts.priority, now + job.opts.delay,
-                  fields) for job, fields in zip(jobs, all_fields, strict=True)]  # fmt: skip
-        return sc.enqueue(self.keys, now=now, jobs=specs), all_fields
 
     @staticmethod
     def _after_save(jobs: Sequence[BaseJob], ids: Sequence[Any], all_fields: list[list[str]]) -> None:

@@ -24,12 +24,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import _codec as codec
 from . import _joblog
 from . import _scripts as sc
-from ._events import checked, decode, raw_client
+from ._events import OnDemand, Subscriber, decode, raw_client
 from ._features import split_limit
 from ._keys import Keys
 from ._scripts import AsyncScripts
@@ -562,6 +564,7 @@ class Maintenance:
     def __init__(self, client: Any, scripts: AsyncScripts, keys: Keys, settings: Settings) -> None:
         self.client, self.scripts, self.keys, self.settings = client, scripts, keys, settings
         self.acks = AckLog(keep_s=10 * max(1.0, settings.ttl_grace_ms / 1000))
+        self.hear_acks: Callable[[float], Awaitable[None]] = _deaf  # the runtime's OnDemand.hold_for
         self.types: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -674,65 +677,17 @@ class Maintenance:
             msg = "TTL exceeded"
             await self.scripts.run(sc.fail(self.keys, now=now, job_id=job_id, token="*", error=msg, log_line=msg,
                                            message=msg, retry_delay_ms=ms, mode="ttl"))  # fmt: skip
+        if unowned:  # subscribed before announcing, and through the grace and the acks' window
+            await self.hear_acks(self.settings.ttl_grace_ms / 1000 + self.acks.keep_s)
         await expire_unowned(self.client, self.scripts, self.keys, unowned, self.settings.ttl_grace_ms, self.acks)
+
+
+async def _deaf(seconds: float) -> None:
+    """A Maintenance outside a Runtime hears acks only through what calls `acks.hear`."""
 
 
 # Set-aside calls in flight (a reference keeps a task alive until it is done).
 _ASIDES: set[asyncio.Future[Any]] = set()
-
-
-class Subscriber:
-    """Listens on `P:events` and hands each Kue message to `dispatch`; survives reconnects.
-
-    Its connection does not decode: redis-py would raise on a non-UTF-8 message inside the
-    read, ending the loop and with it every listener. Each message is checked here instead
-    (`_events.checked`), and one that is not Kue's is logged and skipped."""
-
-    def __init__(self, client: Any, channel: str, dispatch: Callable[[str], None]) -> None:
-        self.client, self.channel, self.dispatch = client, channel, dispatch
-        self._task: asyncio.Task[None] | None = None
-        self._stop = asyncio.Event()
-
-    async def start(self) -> None:
-        """Returns once the subscription is confirmed, so no later event is missed."""
-        self._raw = await raw_client(self.client).initialize()  # a cluster client learns its slots here
-        self._pubsub = self._raw.pubsub()
-        await self._pubsub.subscribe(self.channel)
-        while True:
-            msg = await self._pubsub.get_message(timeout=5.0)
-            if msg and msg["type"] == "subscribe":
-                break
-        self._task = asyncio.ensure_future(self._loop())
-
-    async def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                msg = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
-            except (RedisError, OSError) as exc:
-                log.warning("pykue: event subscription lost (%s); reconnecting", exc)
-                await asyncio.sleep(0.2)
-                with contextlib.suppress(RedisError, OSError):
-                    await self._pubsub.subscribe(self.channel)
-                continue
-            if msg and msg["type"] == "message":
-                text = checked(msg["data"])
-                if text is not None:
-                    self._deliver(text)
-
-    def _deliver(self, text: str) -> None:
-        try:
-            self.dispatch(text)
-        except Exception:  # a listener's bug must not end the subscription
-            log.exception("pykue: handling event %.200s raised", text)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            await _stop_task(self._task, self._stop)
-            self._task = None
-            with contextlib.suppress(Exception):
-                await self._pubsub.aclose()
-            with contextlib.suppress(Exception):
-                await self._raw.aclose()
 
 
 async def warn_if_evicting(client: Any) -> str | None:
@@ -749,6 +704,21 @@ async def warn_if_evicting(client: Any) -> str | None:
     return str(policy) if policy else None
 
 
+EVENTS_LINGER_S = 5.0  # how long a runtime stays subscribed after its last need (see OnDemand)
+
+
+def has_ttl(fields: dict[str, str]) -> bool:
+    """Would claim.lua have given the job a TTL score (that Kue's TTL checker announces)?
+    When unsure, yes: a subscription too many costs a little, one too few a wrong failure."""
+    ttl = fields.get("ttl")
+    if not ttl:
+        return False
+    try:
+        return float(ttl) > 0
+    except ValueError:
+        return True
+
+
 class Runtime:
     """The asyncio side of a queue: its workers, housekeeping and event subscription."""
 
@@ -758,22 +728,56 @@ class Runtime:
         self.scripts = AsyncScripts(client, self.raw_client)
         self.engines: list[WorkerEngine] = []
         self.maintenance = Maintenance(client, self.scripts, keys, settings)
-        self.subscriber: Subscriber | None = None
+        self.events = OnDemand(self._subscriber, EVENTS_LINGER_S)
+        self.maintenance.hear_acks = self.events.hold_for
         self._dispatchers: list[Callable[[str], None]] = []
         self._pending: set[asyncio.Task[None]] = set()
 
+    def _subscriber(self) -> Subscriber:
+        return Subscriber(self.client, self.keys.events, self._dispatch, validate=False)
+
     async def start_engine(self, job_type: str, concurrency: int, run: RunFn) -> WorkerEngine:
-        engine = WorkerEngine(self.client, self.scripts, self.keys, job_type, concurrency, run,
+        engine = WorkerEngine(self.client, self.scripts, self.keys, job_type, concurrency, self._heard_if_ttl(run),
                               self.settings, len(self.engines) + 1)  # fmt: skip
         if not self.engines:
             await warn_if_evicting(self.client)
-            await self.subscribe(self._answer_ttl)
-            await self.subscribe(self.maintenance.acks.hear)
+            self._dispatchers += [self._answer_ttl, self.maintenance.acks.hear]  # heard while subscribed
         self.engines.append(engine)
         engine.start()
         self.maintenance.types.add(job_type)
         self.maintenance.start()
         return engine
+
+    def _heard_if_ttl(self, run: RunFn) -> RunFn:
+        """Kue's TTL checker may announce a running job with a TTL, and fails it unless its
+        owner acks: such a job's handler starts only once the subscription is confirmed.
+        Jobs without a TTL go straight through."""
+
+        def start(lease: JobLease) -> Awaitable[Any]:
+            if has_ttl(lease.fields):
+                return self._run_heard(run, lease)
+            return run(lease)
+
+        return start
+
+    async def _run_heard(self, run: RunFn, lease: JobLease) -> Any:
+        await self._hold_events(lease)
+        try:
+            return await run(lease)
+        finally:
+            self.events.release()
+
+    async def _hold_events(self, lease: JobLease) -> None:
+        """Through dropped connections; a job taken from us meanwhile is handed back unrun."""
+        pace = _Backoff("subscribing to events for a job with a TTL")
+        while True:
+            try:
+                await self.events.hold()
+                return
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                if lease.revoked.is_set():
+                    raise LeaseLostError(lease.job_id) from exc
+                await pace.wait(exc)
 
     def _answer_ttl(self, message: str) -> None:
         if '"ttl exceeded"' not in message:  # cheap filter: most messages are not for us
@@ -795,18 +799,19 @@ class Runtime:
                 log.exception("pykue: handling event %.200s raised", message)
 
     async def subscribe(self, dispatch: Callable[[str], None]) -> None:
-        """Hand every `P:events` message to `dispatch` (one subscription per runtime)."""
+        """Hand every `P:events` message to `dispatch`, for good (user listeners may wait
+        for any event); returns once the subscription is confirmed."""
         self._dispatchers.append(dispatch)
-        if self.subscriber is None:
-            self.subscriber = Subscriber(self.client, self.keys.events, self._dispatch)
-            await self.subscriber.start()
+        try:
+            await self.events.forever()
+        except BaseException:
+            self._dispatchers.remove(dispatch)  # the caller tries again: not twice then
+            raise
 
     async def shutdown(self, timeout: float) -> None:
         await asyncio.gather(*(e.shutdown(timeout) for e in self.engines))
         self.engines.clear()
         await self.maintenance.stop()
-        if self.subscriber is not None:
-            await self.subscriber.stop()
-            self.subscriber = None
+        await self.events.close()
         await self.raw_client.aclose()
         await self.client.aclose()
