@@ -227,7 +227,7 @@ class WorkerEngine:
         self._inflight: list[int] = []  # the claims whose replies may still be on their way
         self._lease_at = -1e18  # monotonic time the last successful renewal (or claim) was sent
         self._fresh_for = settings.lease_ms / 1000 - settings.lease_ms / 3000  # lease - margin, s
-        self._chunk = min(settings.batch, -(-concurrency // 2))  # a claim's most: half the slots (_claim_ahead)
+        self._chunk = min(settings.batch, -(-concurrency // 2))  # a claim takes at most half the slots (_claim_ahead)
         self._held: dict[int, JobLease] = {}
         self._running = 0
         self._pending: list[tuple[JobLease, int, str]] = []
@@ -239,19 +239,20 @@ class WorkerEngine:
         self._stop = asyncio.Event()
         self._idle = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
+        self._claims, self._completions = sc.Lane(), sc.Lane()  # each used by one task at a time
         self.paused_locally = False  # Kue's ctx.pause (see _pause.py)
         self.loop = asyncio.get_running_loop()
 
     def start(self) -> None:
         self._loops = [asyncio.ensure_future(self._fetch_loop()), asyncio.ensure_future(self._renew_loop())]
 
-    async def _outcome(self, call: sc.Call[T]) -> T:
+    async def _outcome(self, call: sc.Call[T], lane: sc.Lane | None = None) -> T:
         """An outcome must be written: retried through dropped connections, restarts and a
         full Redis; claiming waits meanwhile, so a worker does not run jobs it cannot finish."""
         pace = _Backoff(call.script)
         while True:
             try:
-                out = await self.scripts.run(call)
+                out = await self.scripts.run(call, lane=lane)
             except (RedisError, OSError) as exc:
                 self._deliverable.clear()
                 await pace.wait(exc)
@@ -268,7 +269,7 @@ class WorkerEngine:
         call = sc.claim(self.keys, now=now, job_type=self.type, count=count, lease_ms=self.settings.lease_ms,
                         token_base=f"{self._base}:{self._seq}", worker_id=self.worker_id,
                         tokens_taken=taken)  # fmt: skip
-        return _Claim(self._seq, now, sent, self.loop.create_task(self.scripts.run(call)))
+        return _Claim(self._seq, now, sent, self.loop.create_task(self.scripts.run(call, lane=self._claims)))
 
     def _claim_ahead(self, claimed: int) -> _Claim | None:
         """While the jobs just claimed are built and run, Redis claims the next ones: each
@@ -414,7 +415,7 @@ class WorkerEngine:
         while self._pending:
             batch, self._pending = self._pending[:500], self._pending[500:]
             jobs = [(h.job_id, h.token, dur, rjson) for h, dur, rjson in batch]
-            done = await self._outcome(sc.complete(self.keys, now=codec.now_ms(), jobs=jobs))
+            done = await self._outcome(sc.complete(self.keys, now=codec.now_ms(), jobs=jobs), self._completions)
             held = self._held
             for h, _, _ in batch:
                 if held.get(h.job_id) is h:
@@ -542,6 +543,8 @@ class WorkerEngine:
             await _stop_task(renew, self._stop)
         with contextlib.suppress(RedisError, OSError):
             await self.renew(raising=True, mode="release")
+        await self._claims.close()
+        await self._completions.close()
 
 
 async def _stop_task(task: asyncio.Task[None], stop: asyncio.Event, grace: float = 2.0) -> None:
