@@ -5,6 +5,8 @@ sync handler waiting on it."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import gc
 import json
 import threading
 from typing import Any
@@ -124,3 +126,23 @@ def test_the_fast_json_read_is_json_loads(text: str) -> None:
     except ValueError as exc:
         got = f"error {exc}"
     assert got == expected
+
+
+def test_a_worker_raises_pythons_young_gc_threshold_but_keeps_an_applications(url: str, prefix: str) -> None:
+    saved = gc.get_threshold()
+    try:
+        for before, settings, after in (
+            ((700, 10, 10), FAST, (10_000, 10, 10)),  # Python's default: raised
+            ((5_000, 20, 10), FAST, (5_000, 20, 10)),  # the application's own: kept
+            ((700, 10, 10), dataclasses.replace(FAST, young_gc_threshold=0), (700, 10, 10)),  # opted out
+        ):
+            gc.set_threshold(*before)
+            q = pykue.create_queue(url, prefix=prefix, settings=settings)
+            q.process("gc", lambda job: None)
+            q.create("gc", {}).save()
+            wait_for(lambda q=q: q.complete_count() == 1, what="the job")  # the worker is running
+            assert gc.get_threshold() == after
+            q.shutdown(1)
+            q.client.delete(*q.client.keys(f"{prefix}:*"))
+    finally:
+        gc.set_threshold(*saved)

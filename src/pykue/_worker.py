@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import gc
 import logging
 import math
 import os
@@ -62,10 +63,15 @@ class Settings:
     ttl_grace_ms: int = 1000  # how long a Node worker has to ack "ttl exceeded" (Kue waits 1 s)
     watchdog_interval: float = 1.0
     watchdog_batch: int = 100  # SCAN COUNT per sweep: the bound on one pass's work
+    # Python's cyclic GC scans its young generation every 700 new container objects; a worker
+    # makes ~15 per job, and at that pace the scans cost a fifth of a pure worker's CPU. A
+    # process that starts a worker raises the threshold to this, if it is still Python's
+    # default (an application's own tuning is kept); 0 leaves it alone. See _tune_gc.
+    young_gc_threshold: int = 10_000
 
     def __post_init__(self) -> None:
-        if self.lease_ms < 100 or self.max_stalled < 0 or self.batch < 1:
-            raise ValueError("lease_ms >= 100, max_stalled >= 0 and batch >= 1 are required")
+        if self.lease_ms < 100 or self.max_stalled < 0 or self.batch < 1 or self.young_gc_threshold < 0:
+            raise ValueError("lease_ms >= 100, max_stalled >= 0, batch >= 1 and young_gc_threshold >= 0 are required")
         if min(self.stuck_after_ms, self.orphan_after_ms, self.ttl_grace_ms) < 0 or self.watchdog_batch < 1:
             raise ValueError("stuck_after_ms, orphan_after_ms, ttl_grace_ms >= 0 and watchdog_batch >= 1 are required")
 
@@ -85,6 +91,18 @@ def js_truthy(value: Any) -> bool:
 
 def worker_id(job_type: str, n: int) -> str:
     return f"kue:{socket.gethostname()}:{os.getpid()}:{job_type}:{n}"
+
+
+PYTHON_YOUNG_GC_THRESHOLD = 700  # gc.get_threshold()[0] unless someone changed it
+
+
+def _tune_gc(threshold: int) -> None:
+    """Fewer young-generation scans: garbage cycles wait for up to `threshold` new objects
+    instead of 700 (kilobytes, not megabytes), each scan is longer, and most of a job's
+    objects are gone before any scan sees them. Measured on a pure drain: ~6 of ~28 µs/job."""
+    young, *older = gc.get_threshold()
+    if threshold and young == PYTHON_YOUNG_GC_THRESHOLD:
+        gc.set_threshold(threshold, *older)
 
 
 class LeaseLostError(Exception):
@@ -244,6 +262,7 @@ class WorkerEngine:
         self.loop = asyncio.get_running_loop()
 
     def start(self) -> None:
+        _tune_gc(self.settings.young_gc_threshold)
         self._loops = [asyncio.ensure_future(self._fetch_loop()), asyncio.ensure_future(self._renew_loop())]
 
     async def _outcome(self, call: sc.Call[T], lane: sc.Lane | None = None) -> T:
