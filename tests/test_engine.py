@@ -146,3 +146,22 @@ def test_a_worker_raises_pythons_young_gc_threshold_but_keeps_an_applications(ur
             q.client.delete(*q.client.keys(f"{prefix}:*"))
     finally:
         gc.set_threshold(*saved)
+
+
+def test_an_idle_worker_keeps_no_connection_on_its_lanes(url: str, prefix: str) -> None:
+    async def main() -> list[int]:
+        q = pykue.create_async_queue(url, prefix=prefix, settings=FAST)
+        await q.save_many([q.create("idle", {}) for _ in range(30)])
+        await q.process("idle", 10, lambda job: None)
+        engine = q._runtime.engines[0]
+        seen = []
+        while await q.complete_count() < 30:
+            seen.append(len(engine._claims._held))
+            await asyncio.sleep(0.001)
+        while engine._claims._held or engine._completions._held:  # the fetch loop goes idle
+            await asyncio.sleep(0.01)
+        await q.shutdown()
+        return seen
+
+    seen = asyncio.run(asyncio.wait_for(main(), 30))
+    assert 1 in seen  # it did keep one while claiming

@@ -201,3 +201,23 @@ def test_calls_made_at_once_on_one_lane_get_their_own_replies(queue: pykue.Queue
     assert outs == [sc.Outcome.DONE] * 10 + [sc.Outcome.NOT_FOUND] * 10
     assert held == 1 and in_use == 0  # the lane's connection went back to the pool
     assert [queue.get_job(i).opts.priority for i in (1, 5, 10)] == [-1, -5, -10]
+
+
+def test_a_lane_keeps_no_connection_from_a_pool_half_in_use(url: str, prefix: str) -> None:
+    call = sc.set_priority(Keys(prefix), now=codec.now_ms(), job_id=1, priority=0)
+
+    async def run() -> tuple[Any, int, Any, int]:
+        client = aredis.Redis.from_pool(aredis.BlockingConnectionPool.from_url(url, max_connections=4))
+        scripts, lane, pool = sc.AsyncScripts(client), sc.Lane(), client.connection_pool
+        taken = [await pool.get_connection() for _ in range(2)]  # others hold half the pool
+        try:
+            crowded = await scripts.run(call, lane=lane), len(lane._held)
+            for conn in taken:
+                await pool.release(conn)
+            roomy = await scripts.run(call, lane=lane), len(lane._held)
+            await lane.close()
+            return (*crowded, *roomy)
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(run()) == (sc.Outcome.NOT_FOUND, 0, sc.Outcome.NOT_FOUND, 1)

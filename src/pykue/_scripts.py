@@ -418,6 +418,13 @@ def _on(conn: Any, script: Any, call: Call[Any]) -> Awaitable[Any]:
     return conn.retry.call_with_retry(lambda: _send_async(conn, script, call), lambda _: conn.disconnect())  # type: ignore[no-any-return]
 
 
+def _roomy(pool: Any) -> bool:
+    """Less than half the pool in use: a lane may keep one (many engines in one process, each
+    with its lanes, must not leave a checkout waiting on a full pool)."""
+    size = getattr(pool, "max_connections", 0) or 0
+    return len(getattr(pool, "_in_use_connections", ())) < size // 2
+
+
 class Lane:
     """A pooled connection kept by one caller whose script calls come one after another (the
     engine's claims, its completions): a checkout and a return per call cost about as much
@@ -433,6 +440,8 @@ class Lane:
         try:
             pool = client.connection_pool
             held = self._held.get(id(pool))
+            if held is None and not _roomy(pool):  # a pool near its size is not kept from others
+                return await AsyncScripts._evalsha(client, script, call)
             if held is None:
                 held = self._held[id(pool)] = (pool, await pool.get_connection())
             return await _on(held[1], script, call)

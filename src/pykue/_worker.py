@@ -348,6 +348,8 @@ class WorkerEngine:
             if out or ahead is not None:
                 continue
             got = None
+            await self._claims.close()  # an idle engine keeps no connection from the pools
+            await self._completions.close()
             try:
                 got = await self.client.blpop([self.keys.tokens(self.type)], timeout=self.settings.block_timeout)
             except (RedisError, OSError) as exc:
