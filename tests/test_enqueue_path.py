@@ -5,6 +5,8 @@ cache, a killed connection) must be what they were."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -95,3 +97,43 @@ def test_save_after_its_connection_was_killed(twin: Twin, tq: Any, r: redis.Redi
         with pytest.raises(redis.ConnectionError):
             tq.create("w", {}).save()
     assert tq.create("w", {}).save().id == 2
+
+
+def test_concurrent_asyncio_saves_each_get_their_own_reply(url: str, prefix: str) -> None:
+    """One save at a time uses the kept connection; the others take pooled ones."""
+
+    async def main() -> list[Any]:
+        q = pykue.create_async_queue(url, prefix=prefix)
+        try:
+            jobs = await asyncio.gather(*(q.create("w", {"n": n}).save() for n in range(60)))
+            return [(job.id, (await q.get_job(job.id or 0)).data["n"], n) for n, job in enumerate(jobs)]
+        finally:
+            await q.shutdown()
+
+    saved = asyncio.run(main())
+    assert sorted(i for i, _, _ in saved) == list(range(1, 61))
+    assert all(stored == n for _, stored, n in saved)
+
+
+def test_a_save_cancelled_while_waiting_leaves_no_reply_for_the_next(url: str, prefix: str, r: redis.Redis) -> None:
+    async def main() -> tuple[int, Any]:
+        q = pykue.create_async_queue(url, prefix=prefix)
+        try:
+            await q.create("w", {"n": "first"}).save()
+            r.client_pause(400)  # the next save is sent, and its reply held back
+            pending = asyncio.ensure_future(q.create("w", {"n": "cancelled"}).save())
+            for _ in range(1000):  # the lane is taken once the command is written
+                if q._lane.busy:
+                    break
+                await asyncio.sleep(0.001)
+            assert q._lane.busy
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pending
+            job = await q.create("w", {"n": "next"}).save()
+            return job.id or 0, (await q.get_job(job.id or 0)).data["n"]
+        finally:
+            await q.shutdown()
+
+    job_id, stored = asyncio.run(main())
+    assert stored == "next" and job_id >= 2

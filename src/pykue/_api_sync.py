@@ -7,14 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from functools import cached_property
 from typing import Any, Self, cast
-
-try:
-    import hiredis
-
-    HIREDIS_PACK: Any = hiredis.pack_command
-except ImportError:  # pragma: no cover - a dependency (redis[hiredis]); packing falls back
-    HIREDIS_PACK = None
 
 import redis
 from redis.exceptions import NoScriptError, ResponseError
@@ -26,6 +20,7 @@ from ._core import STAT_NAMES, QueueCore, default_queue, remember, stats_dict
 from ._errors import InvalidJobError, JobNotFoundError
 from ._job import BaseJob, BoundJob, log_line
 from ._keys import TERMINAL_STATES, Keys, State, check_state
+from ._lane import Lane
 from ._pause import paused_key
 from ._retry import after_retry, retry_outcome
 from ._schedule import Schedule, loaded_schedule, make_schedule, next_key, schedules_key
@@ -34,14 +29,6 @@ from ._wait import ThreadWaiter, outcome_of, settle
 
 SAVE_CHUNK = 500  # jobs per enqueue script call
 CLEAN_SCAN = 500  # jobs clean.lua looks at per call: each call is short, however big the state
-
-
-def pack_command(conn: Any, command: tuple[Any, ...]) -> Any:
-    """The command in Redis's protocol: by hiredis (C) when it is installed, as redis-py's
-    sync client does; else by the connection (redis packs in Python, per argument)."""
-    if HIREDIS_PACK is None:
-        return conn.pack_command(*command)
-    return [HIREDIS_PACK(command)]
 
 
 def enqueue_args(keys: Keys, jobs: Sequence[BaseJob], now: int) -> tuple[sc.Call[list[Any]], list[list[str]]]:
@@ -206,40 +193,25 @@ class QueueBase(QueueCore):
                 self._settle([(job.id, job) for job in jobs if job.id is not None and job.has_listeners()])
 
     def _run_enqueue(self, call: sc.Call[list[Any]]) -> list[Any]:
-        """enqueue.lua by EVALSHA, packed once by hiredis and sent straight on a pooled
-        connection: redis-py's Script wrapper and command plumbing (and redis's
+        """enqueue.lua by EVALSHA, packed once by hiredis and sent on the queue's lane
+        (_lane.py): redis-py's Script wrapper and command plumbing (and redis's
         pure-Python packing) cost a producer more per save than building the job does
         (issue 13). A Redis that lost its scripts gets it loaded again."""
         command = sc.enqueue_command(call)
         try:
             try:
-                raw = self._command(command)
+                raw = self._lane.run(command)
             except NoScriptError:
                 self.client.script_load(sc.source("enqueue"))
-                raw = self._command(command)
+                raw = self._lane.run(command)
         except ResponseError as exc:
             raise sc.refused_write(exc) or features.enqueue_error(exc) from None
         return call.read(raw)
 
-    def _command(self, command: tuple[Any, ...]) -> Any:
-        """One command on a connection of the client's pool, retried as redis-py retries its
-        own (the connection's Retry: reconnect on a connection error). A cluster client, or
-        one bound to a single connection, routes it itself."""
-        client = cast(Any, self.client)
-        pool = getattr(client, "connection_pool", None)
-        if pool is None or getattr(client, "connection", None) is not None:
-            return client.execute_command(*command)
-        conn = pool.get_connection()
-        try:
-            packed = pack_command(conn, command)
-            return conn.retry.call_with_retry(lambda: self._round_trip(conn, packed), lambda _: conn.disconnect())
-        finally:
-            pool.release(conn)
-
-    @staticmethod
-    def _round_trip(conn: Any, packed: Any) -> Any:
-        conn.send_packed_command(packed)
-        return conn.read_response()
+    @cached_property
+    def _lane(self) -> Lane:
+        """How this queue's saves reach Redis (see _lane.py); made on first use."""
+        return Lane(self.client)
 
     def retry(self, job_id: int | str, force: bool = False) -> None:
         """Run a failed job again with its attempts reset (BullMQ's job.retry()); any other
