@@ -3,21 +3,22 @@ little client work around it as redis-py allows).
 
 `Lane` (sync) and `AsyncLane` send one pre-packed command on a connection of the client's own
 pool, retried as redis-py retries its commands (the connection's `Retry`, which reconnects).
-The asyncio one keeps a connection of the pool for itself while no other save is using it:
-redis.asyncio's pool hand-out (a condition, a timeout scope, a health probe) and its send (a
-task per write, for the write timeout) cost more CPU than the save's own work. A small
-command is written on that connection directly: the transport takes it without blocking, and
-the reply is still read under the connection's read timeout. Anything that goes wrong on it
-(an error, a cancellation half-way) disconnects it, as redis-py does, so no reply is left
-unread for the next save. A cluster client, or one bound to a single connection, routes
-the command itself.
+The asyncio one keeps a connection of the pool for itself while no other save is using it
+(checked before each use as the pool checks one it hands out): redis.asyncio's pool hand-out
+(a condition, a timeout scope, observability hooks) and its send (a task per write, for the
+write timeout) cost more CPU than the save's own work. A small command is written on that
+connection directly: the transport takes it without blocking, and the reply is still read
+under the connection's read timeout.
+Anything that goes wrong on the kept connection (an error, a cancellation half-way)
+disconnects it, as redis-py does, so no reply is left unread for the next save. A cluster
+client, or one bound to a single connection, routes the command itself.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from redis.exceptions import ConnectionError, ResponseError
+from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 
 try:
     import hiredis
@@ -46,7 +47,8 @@ def _pool_of(client: Any) -> Any:
 
 
 class Lane:
-    """Sync: a connection from the pool per command (the pool is shared by threads)."""
+    """Sync: a connection from the pool per command (the pool is shared by threads, and its
+    hand-out is cheap next to redis.asyncio's; keeping one measured no better)."""
 
     def __init__(self, client: Any) -> None:
         self.client = client
@@ -87,6 +89,8 @@ class AsyncLane:
         try:
             if self.kept is None:
                 self.kept = await self.pool.get_connection()
+            else:
+                await _async_ready(self.kept)
             conn = self.kept
             packed = pack_command(conn, command)
             try:
@@ -110,6 +114,18 @@ class AsyncLane:
                                                     lambda _: conn.disconnect())  # fmt: skip
         finally:
             await self.pool.release(conn)
+
+
+async def _async_ready(conn: Any) -> None:
+    await conn.connect()
+    try:
+        if await conn.can_read():
+            raise ConnectionError("Connection has data")
+    except (ConnectionError, TimeoutError, OSError):
+        await conn.disconnect()
+        await conn.connect()
+        if await conn.can_read():
+            raise ConnectionError("Connection not ready") from None
 
 
 async def _async_round_trip(conn: Any, packed: list[bytes]) -> Any:
