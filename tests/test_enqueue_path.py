@@ -108,13 +108,14 @@ def test_concurrent_asyncio_saves_each_get_their_own_reply(url: str, prefix: str
     async def main() -> list[Any]:
         q = pykue.create_async_queue(url, prefix=prefix)
         try:
+            await q.create("w", {"n": -1}).save()  # the lane now keeps a connection
             jobs = await asyncio.gather(*(q.create("w", {"n": n}).save() for n in range(60)))
             return [(job.id, (await q.get_job(job.id or 0)).data["n"], n) for n, job in enumerate(jobs)]
         finally:
             await q.shutdown()
 
     saved = asyncio.run(main())
-    assert sorted(i for i, _, _ in saved) == list(range(1, 61))
+    assert sorted(i for i, _, _ in saved) == list(range(2, 62))
     assert all(stored == n for _, stored, n in saved)
 
 

@@ -11,13 +11,13 @@ from functools import cached_property
 from typing import Any, Self, cast
 
 import redis
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 
 from . import _codec as codec
 from . import _features as features
 from . import _scripts as sc
 from ._core import STAT_NAMES, QueueCore, default_queue, remember, stats_dict
-from ._errors import InvalidJobError, JobNotFoundError
+from ._errors import InvalidJobError, JobNotFoundError, RedisOutOfMemoryError
 from ._job import BaseJob, BoundJob, log_line
 from ._keys import TERMINAL_STATES, Keys, State, check_state
 from ._lane import Lane
@@ -193,25 +193,19 @@ class QueueBase(QueueCore):
                 self._settle([(job.id, job) for job in jobs if job.id is not None and job.has_listeners()])
 
     def _run_enqueue(self, call: sc.Call[list[Any]]) -> list[Any]:
-        """enqueue.lua by EVALSHA, packed once by hiredis and sent on the queue's lane
-        (_lane.py): redis-py's Script wrapper and command plumbing (and redis's
-        pure-Python packing) cost a producer more per save than building the job does
-        (issue 13). A Redis that lost its scripts gets it loaded again."""
-        command = sc.enqueue_command(call)
+        """enqueue.lua, with its refusals as pykue's named errors (a full Redis stays
+        RedisOutOfMemoryError). Sent on the queue's lane (_lane.py)."""
         try:
-            try:
-                raw = self._lane.run(command)
-            except NoScriptError:
-                self.client.script_load(sc.source("enqueue"))
-                raw = self._lane.run(command)
+            return self._lane.run(self.scripts, call)
+        except RedisOutOfMemoryError:
+            raise
         except ResponseError as exc:
-            raise sc.refused_write(exc) or features.enqueue_error(exc) from None
-        return call.read(raw)
+            raise features.enqueue_error(exc) from None
 
     @cached_property
     def _lane(self) -> Lane:
         """How this queue's saves reach Redis (see _lane.py); made on first use."""
-        return Lane(self.client)
+        return Lane()
 
     def retry(self, job_id: int | str, force: bool = False) -> None:
         """Run a failed job again with its attempts reset (BullMQ's job.retry()); any other

@@ -321,6 +321,14 @@ def claimed_record(raw: Sequence[bytes | str]) -> tuple[dict[str, str], str | No
 
     Strict, like every redis-py read: a record no reader can decode is set aside by the
     worker, never run, and never allowed to kill the claim loop."""
+    try:  # the common case in one pass (a worker reads every claimed hash here)
+        flat = iter(list(map(bytes.decode, raw)))  # type: ignore[arg-type]
+    except (UnicodeDecodeError, TypeError):  # not UTF-8 (the reason is found below), or text given
+        return _record_or_reason(raw)
+    return dict(zip(flat, flat, strict=True)), None
+
+
+def _record_or_reason(raw: Sequence[bytes | str]) -> tuple[dict[str, str], str | None]:
     fields: dict[str, str] = {}
     for name, value in zip(raw[::2], raw[1::2], strict=True):
         try:

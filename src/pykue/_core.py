@@ -123,10 +123,11 @@ class QueueCore(Emitter):
         ctx = WorkerContext(job_type)
         call = invoker(fn, executor, ctx)
 
-        async def run(job_id: int, token: str, fields: dict[str, str], lease: JobLease) -> Any:
-            job = job_cls(self, fields.get("type") or job_type, job_id=job_id, fields=fields)
-            job.token, job.lease = token, lease
-            return await call(job)
+        def run(lease: JobLease) -> Awaitable[Any]:
+            fields = lease.fields
+            job = job_cls(self, fields.get("type") or job_type, job_id=lease.job_id, fields=fields)
+            job.token, job.lease = lease.token, lease
+            return call(job)
 
         return n, run, ctx
 
@@ -178,6 +179,8 @@ def invoker(handler: Handler, executor: Executor | None, ctx: Any = None) -> Cal
     is_coro = inspect.iscoroutinefunction(handler)
     lead: tuple[Any, ...] = (ctx,) if positional_count(handler) >= 3 else ()
     kue = kue_style(handler)
+    if is_coro and not kue:
+        return _plain_coroutine(handler)
     handler = guarded(handler, is_coro)
 
     if kue:
@@ -197,11 +200,24 @@ def invoker(handler: Handler, executor: Executor | None, ctx: Any = None) -> Cal
 
     async def plain(job: BaseJob) -> Any:
         job.data = data_of(job.fields)
-        if is_coro:
-            return await handler(job)
         return await asyncio.get_running_loop().run_in_executor(executor, handler, job)
 
     return plain
+
+
+def _plain_coroutine(handler: Handler) -> Callable[[BaseJob], Awaitable[Any]]:
+    """The common handler, `async def handler(job)`, in one coroutine per job (the general
+    path nests three): data decoded (corrupt JSON fails the job before the handler), and
+    the lease checked as late as possible, as `guarded` does."""
+
+    async def run(job: BaseJob) -> Any:
+        job.data = data_of(job.fields)
+        lease = job.lease
+        if lease is not None and not lease.ready():
+            await lease.aenter()
+        return await handler(job)
+
+    return run
 
 
 STAT_NAMES = (State.INACTIVE, State.COMPLETE, State.ACTIVE, State.FAILED, State.DELAYED)  # Kue's /stats order
