@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from functools import cached_property
 from typing import Any, Self, cast
 
 import redis.asyncio
@@ -22,6 +23,7 @@ from ._core import STAT_NAMES, QueueCore, default_queue, remember, stats_dict
 from ._errors import InvalidJobError, JobNotFoundError, RedisOutOfMemoryError
 from ._job import BaseJob, BoundJob, log_line
 from ._keys import TERMINAL_STATES, Keys, State, check_state
+from ._lane import AsyncLane
 from ._pause import paused_key
 from ._retry import after_retry, retry_outcome
 from ._schedule import Schedule, loaded_schedule, make_schedule, next_key, schedules_key
@@ -195,13 +197,18 @@ class AsyncQueueBase(QueueCore):
 
     async def _run_enqueue(self, call: sc.Call[list[Any]]) -> list[Any]:
         """enqueue.lua, with its refusals as pykue's named errors (a full Redis stays
-        RedisOutOfMemoryError)."""
+        RedisOutOfMemoryError). Sent on the queue's lane (_lane.py)."""
         try:
-            return await self.scripts.run(call)
+            return await self._lane.run(self.scripts, call)
         except RedisOutOfMemoryError:
             raise
         except ResponseError as exc:
             raise features.enqueue_error(exc) from None
+
+    @cached_property
+    def _lane(self) -> AsyncLane:
+        """How this queue's saves reach Redis (see _lane.py); made on first use."""
+        return AsyncLane()
 
     async def retry(self, job_id: int | str, force: bool = False) -> None:
         """Run a failed job again with its attempts reset (BullMQ's job.retry()); any other

@@ -70,12 +70,16 @@ def _has_float(value: Any, path: str, depth: int = 0) -> bool:
     return found
 
 
+# One encoder for every value (json.dumps with options builds a new one per call).
+_JS_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
 def js_dumps(value: Any, what: str = "value") -> str:
     """JSON.stringify's output: compact, non-ASCII kept, integral floats as integers."""
     if _has_float(value, what):
         value = _jsify(value, what)
     try:
-        out = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        out = _JS_ENCODE(value)
     except (TypeError, ValueError) as exc:
         raise InvalidJobError(f"{what} is not JSON-serialisable: {exc}") from None
     except RecursionError:  # a self-referencing value, or keys json walks that we do not

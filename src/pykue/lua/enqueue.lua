@@ -20,24 +20,30 @@ local last = redis.call('TYPE', k('ids')).ok == 'string' and redis.call('GET', k
 local next_id = last and int_of(last) or 0
 if last and not int_of(last) then return redis.error_reply('pykue: ' .. k('ids') .. ' is not an integer') end
 local checks = { { k('ids'), 'string' }, { k('job:types'), 'set' }, { k('jobs'), 'zset' } }
-local i, seen, any_unique, any_after = 4, {}, false, false
--- The features' fields of each job (field name -> value), read once.
-local extra = {}
+local i, seen, any_unique, any_after = 4, { inactive = {}, delayed = {} }, false, false
+-- A new job is inactive or delayed (a waiting dependent becomes delayed, a failed one failed).
+local function first_state(state) return state == 'delayed' and 'delayed' or 'inactive' end
+local FEATURES = { pykue_unique = true, pykue_after = true, pykue_on_failure = true }
+local NONE = {}  -- the features of a job that has none (shared, never written)
+local extra = {}  -- each job's features' fields (name -> value), read once
 for j = 1, n do
-  local jtype, state = ARGV[i], ARGV[i + 1]
-  if not STATES[state] or not int_of(ARGV[i + 2]) or not int_of(ARGV[i + 3]) then
+  local jtype, nf = ARGV[i], tonumber(ARGV[i + 4])
+  if not STATES[ARGV[i + 1]] or not nf or not int_of(ARGV[i + 2]) or not int_of(ARGV[i + 3]) then
     return redis.error_reply('pykue: bad enqueue arguments for job ' .. j .. '; nothing was written')
   end
-  if not seen[jtype .. ':' .. state] then
-    seen[jtype .. ':' .. state] = true
+  local state = first_state(ARGV[i + 1])
+  if not seen[state][jtype] then
+    seen[state][jtype] = true
     checks[#checks + 1] = { k('jobs:' .. state), 'zset' }
     checks[#checks + 1] = { k('jobs:' .. jtype .. ':' .. state), 'zset' }
     checks[#checks + 1] = { k(jtype .. ':jobs'), 'list' }
   end
-  local x = {}
-  for f = i + 5, i + 4 + tonumber(ARGV[i + 4]), 2 do
-    local name = ARGV[f]
-    if name == 'pykue_unique' or name == 'pykue_after' or name == 'pykue_on_failure' then x[name] = ARGV[f + 1] end
+  local x = NONE
+  for f = i + 5, i + 4 + nf, 2 do
+    if FEATURES[ARGV[f]] then
+      if x == NONE then x = {} end
+      x[ARGV[f]] = ARGV[f + 1]
+    end
   end
   any_unique = any_unique or x.pykue_unique ~= nil
   if x.pykue_after then
@@ -58,15 +64,18 @@ for j = 1, n do
     end
   end
   extra[j] = x
-  i = i + 5 + tonumber(ARGV[i + 4])
+  i = i + 5 + nf
 end
 if any_unique then checks[#checks + 1] = { UNIQUE, 'hash' } end
--- The keys of the ids the batch may take (a job deduplicated takes none): one EXISTS for all
--- (new ids have no keys yet); only when some exist is each one's type checked.
-local fresh = {}
-for j = 1, n do fresh[j] = jobkey(tostring(next_id + j)) end
+-- The ids the batch may take (a job deduplicated takes none) and their keys: one EXISTS for
+-- all (new ids have no keys yet); only when some exist is each one's type checked.
+local new_ids, fresh = {}, {}
+for j = 1, n do
+  new_ids[j] = tostring(next_id + j)
+  fresh[j] = jobkey(new_ids[j])
+end
 if any_after then
-  for j = 1, n do fresh[n + j] = deps_key(tostring(next_id + j)) end
+  for j = 1, n do fresh[n + j] = deps_key(new_ids[j]) end
 end
 local function exist_count(list)
   local c = 0
@@ -98,23 +107,6 @@ local function dependencies(x)
   return nil, pending
 end
 
--- The index writes, gathered per key and sent once per key at the end (variadic commands,
--- at most 1000 arguments a call: Lua's unpack has a limit).
-local zadds, zorder, pushes, types = {}, {}, {}, {}
-local function zadd(key, score, member)
-  local list = zadds[key]
-  if not list then
-    list = {}
-    zadds[key] = list
-    zorder[#zorder + 1] = key
-  end
-  list[#list + 1] = score
-  list[#list + 1] = member
-end
-local function variadic(cmd, key, list)
-  for a = 1, #list, 1000 do redis.call(cmd, key, unpack(list, a, math.min(a + 999, #list))) end
-end
-
 -- A job that waits for others, or failed with one, goes through set_state (rare). Returns
 -- whether it did: a job whose dependencies all completed is saved as any other.
 local function dependent(id, jtype, pri, x)
@@ -135,43 +127,67 @@ local function dependent(id, jtype, pri, x)
   return true
 end
 
+-- The index writes, gathered per key (score, member, ...) and sent once per key at the end.
+local all_jobs = {}
+local by_state = { inactive = {}, delayed = {} }
+local by_type = { inactive = {}, delayed = {} }  -- state -> type -> entries
+local types, pushes, enqueued = {}, {}, {}  -- per type: saved; wake-up tokens; its `enqueue` event's tail
+local function add(list, score, member)
+  list[#list + 1] = score
+  list[#list + 1] = member
+end
+-- Variadic calls of at most 1000 arguments each: Lua's unpack has a limit.
+local function variadic(cmd, key, list)
+  for a = 1, #list, 1000 do redis.call(cmd, key, unpack(list, a, math.min(a + 999, #list))) end
+end
+
 i = 4
-local ids, created, type_json = {}, 0, {}
+local ids, created, events = {}, 0, k('events')
 for j = 1, n do
-  local jtype, state, pri, promote_at = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
-  local nf = tonumber(ARGV[i + 4])
+  local jtype, pri, nf = ARGV[i], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 4])
   local x = extra[j]
   local dup = x.pykue_unique and holder(x.pykue_unique)
   if dup then
-    ids[#ids + 1] = '-' .. dup
+    ids[j] = '-' .. dup
   else
     created = created + 1
-    local id = tostring(next_id + created)
+    local id = new_ids[created]
     local z = zid(id)
-    if nf > 0 then redis.call('HSET', jobkey(id), unpack(ARGV, i + 5, i + 4 + nf)) end
+    if nf > 0 then redis.call('HSET', fresh[created], unpack(ARGV, i + 5, i + 4 + nf)) end
+    add(all_jobs, pri, z)
     types[jtype] = true
-    zadd(k('jobs'), pri, z)
-    if x.parents == nil and x.pykue_unique then redis.call('HSET', UNIQUE, x.pykue_unique, id) end
+    if x.pykue_unique and not x.parents then redis.call('HSET', UNIQUE, x.pykue_unique, id) end
     if not (x.parents and dependent(id, jtype, pri, x)) then
-      if state == 'delayed' then
-        zadd(k('jobs:delayed'), promote_at, z)
-      else
-        zadd(k('jobs:inactive'), pri, z)
-        pushes[jtype] = (pushes[jtype] or 0) + 1
-        if not type_json[jtype] then type_json[jtype] = ',' .. jstr(jtype) end
-        publish(id, 'enqueue', type_json[jtype])
+      local state = first_state(ARGV[i + 1])
+      local per_type = by_type[state][jtype]
+      if not per_type then
+        per_type = {}
+        by_type[state][jtype] = per_type
       end
-      zadd(k('jobs:' .. jtype .. ':' .. state), pri, z)
+      add(per_type, pri, z)
+      if state == 'delayed' then
+        add(by_state.delayed, tonumber(ARGV[i + 3]), z)
+      else
+        add(by_state.inactive, pri, z)
+        pushes[jtype] = (pushes[jtype] or 0) + 1
+        enqueued[jtype] = enqueued[jtype] or (',"event":"enqueue","args":["enqueue",' .. jstr(jtype) .. ']}')
+        redis.call('PUBLISH', events, '{"id":' .. id .. enqueued[jtype])  -- Kue's event, as publish() writes it
+      end
     end
-    ids[#ids + 1] = id
+    ids[j] = id
   end
   i = i + 5 + nf
 end
-if created > 0 then redis.call('INCRBY', k('ids'), created) end
+if created == 0 then return ids end
+redis.call('INCRBY', k('ids'), created)
 local type_list = {}
 for jtype in pairs(types) do type_list[#type_list + 1] = jtype end
-if #type_list > 0 then variadic('SADD', k('job:types'), type_list) end
-for _, key in ipairs(zorder) do variadic('ZADD', key, zadds[key]) end
+variadic('SADD', k('job:types'), type_list)
+variadic('ZADD', k('jobs'), all_jobs)
+for state, entries in pairs(by_state) do
+  variadic('ZADD', k('jobs:' .. state), entries)
+  for jtype, per_type in pairs(by_type[state]) do variadic('ZADD', k('jobs:' .. jtype .. ':' .. state), per_type) end
+end
 for jtype, count in pairs(pushes) do
   local ones = {}
   for c = 1, count do ones[c] = 1 end
