@@ -1,6 +1,7 @@
 """The stock service against a bare Starlette endpoint on the same server (issue 13, goal 6).
 
     python bench/bench_http.py [--duration 3] [--connections 50] [--reps 5] [--client auto|wrk|python]
+                               [--json FILE] [--py-spy DIR]
 
 One private embedded Redis; two server processes started through the very same code path
 (`pykue.cli.serve`: same uvicorn version, loop, HTTP parser and settings): a bare Starlette app
@@ -199,6 +200,34 @@ def measure(load: Callable[..., Load], up: dict[str, tuple[int, int]], r: redis.
             "client_us": (children_cpu() - ccpu0) / res.requests * 1e6}  # fmt: skip
 
 
+def profile(load: Callable[..., Load], up: dict[str, tuple[int, int]], a: argparse.Namespace) -> None:
+    """One more load per endpoint with py-spy (pip install py-spy) sampling the server, after the
+    measured reps (sampling slows the server): collapsed stacks in DIR, the top frames printed."""
+    os.makedirs(a.py_spy, exist_ok=True)
+    for label, name, path in ENDPOINTS:
+        port, pid = up[name]
+        out = os.path.join(a.py_spy, re.sub(r"\W+", "_", label).strip("_") + ".txt")
+        cmd = ["py-spy", "record", "--nonblocking", "-r", "250", "-f", "raw", "-p", str(pid), "-d", str(a.duration)]
+        spy = subprocess.Popen([*cmd, "-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)  # py-spy attaches
+        load(port, path, a.duration, a.connections)
+        spy.wait()
+        print(f"\n{label}: py-spy samples in {out}; innermost frames:")
+        for frame, share in top_frames(out, 12):
+            print(f"  {share:5.1%}  {frame}")
+
+
+def top_frames(path: str, n: int) -> list[tuple[str, float]]:
+    counts: dict[str, int] = {}
+    with open(path) as f:
+        for line in f:
+            stack, _, count = line.rstrip().rpartition(" ")
+            frame = stack.rsplit(";", 1)[-1]
+            counts[frame] = counts.get(frame, 0) + int(count)
+    total = sum(counts.values()) or 1
+    return [(frame, c / total) for frame, c in sorted(counts.items(), key=lambda kv: -kv[1])[:n]]
+
+
 def one_rep(load: Callable[..., Load], up: dict[str, tuple[int, int]], r: redis.Redis,
             a: argparse.Namespace) -> dict[str, dict[str, float]]:  # fmt: skip
     rows = {label: measure(load, up, r, name, path, a) for label, name, path in ENDPOINTS}
@@ -227,6 +256,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--py-spy", metavar="DIR", help="then profile each endpoint's server with py-spy into DIR")
     a = ap.parse_args()
     use_wrk = a.client == "wrk" or (a.client == "auto" and shutil.which("wrk") is not None)
     if a.client == "auto" and not use_wrk:
@@ -249,6 +279,8 @@ def main() -> None:
                 print(f"  rep {rep + 1} {label:24} {row['rps']:8,.0f} req/s  ratio {row['ratio']:.2f}  "
                       f"server {row['server_us']:5.0f} us/req, busy {row['server_busy']:4.0%}  "
                       f"redis {row['redis_us']:4.1f} us/req", file=sys.stderr)  # fmt: skip
+        if a.py_spy:
+            profile(load, up, a)
     summary = {label: {k: statistics.median(row[k] for row in reps) for k in reps[0]} for label, reps in rows.items()}
     report(summary, a.reps)
     if a.json:
