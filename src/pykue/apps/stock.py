@@ -3,8 +3,10 @@
     pykue stock [--port 1245] [--redis URL | --embedded]
 
 Reserved quantities live in Redis under `item.ITEM_ID`; a reservation is one Lua call,
-so concurrent requests never confirm more than the stock. Every error is JSON; a reservation
-is GET only (a HEAD, which clients and proxies send freely, must not reserve).
+so concurrent requests never confirm more than the stock. The requests in flight share one
+pipelined Redis connection (PipelinedRedis), the answers that never change are rendered once.
+Every error is JSON; a reservation is GET only (a HEAD, which clients and proxies send freely,
+must not reserve).
 """
 
 from __future__ import annotations
@@ -96,8 +98,8 @@ def rendered(content: Any) -> bytes:
     return bytes(JSONResponse(content).body)
 
 
-def json_bytes(body: bytes, status_code: int = 200) -> Response:
-    return Response(body, status_code=status_code, media_type="application/json")
+def json_bytes(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
 
 
 def create_app(redis_url: str) -> Starlette:
