@@ -23,6 +23,7 @@ from ._errors import (
     ShutdownError,
     WaitTimeoutError,
 )
+from ._handler_client import AsyncSharedRedis, SharedRedis
 from ._keys import STATES, TERMINAL_STATES, WAITING_STATES, Keys, State
 from ._queue import Queue, create_queue
 from ._schedule import Schedule
@@ -40,6 +41,7 @@ __all__ = [
     "WAITING_STATES",
     "AsyncJob",
     "AsyncQueue",
+    "AsyncSharedRedis",
     "ConnectionSettings",
     "EmbeddedRedis",
     "InvalidJobError",
@@ -56,6 +58,7 @@ __all__ = [
     "Schedule",
     "ServerError",
     "Settings",
+    "SharedRedis",
     "ShutdownError",
     "State",
     "WaitTimeoutError",

@@ -16,6 +16,7 @@ from ._api_async import AsyncJob, AsyncQueueBase
 from ._core import Handler
 from ._errors import ShutdownError
 from ._events import Listener
+from ._handler_client import AsyncSharedRedis
 from ._handlers import HandlerTable, handler_table
 from ._job import BaseJob
 from ._worker import Runtime, Settings, WorkerEngine
@@ -43,7 +44,17 @@ class AsyncQueue(AsyncQueueBase):
         self.scripts = self._runtime.scripts
         self._closed = False
         self._subscribed: asyncio.Future[None] | None = None
+        self._redis: AsyncSharedRedis | None = None
         self._remember()
+
+    @property
+    def redis(self) -> AsyncSharedRedis:
+        """A Redis client for your handlers (Kue's `kue.redis.client()`): redis-py's command API on
+        one connection shared by this queue's handlers, their commands auto-pipelined; closed
+        by shutdown(). `queue.client` stays pykue's own."""
+        if self._redis is None:
+            self._redis = AsyncSharedRedis(self.connection)
+        return self._redis
 
     async def __aenter__(self) -> AsyncQueue:
         return self
@@ -130,6 +141,8 @@ class AsyncQueue(AsyncQueueBase):
         await self._runtime.shutdown(self.settings.shutdown_timeout if timeout is None else timeout)
         for ex in self._executors:
             ex.shutdown(wait=False, cancel_futures=True)
+        if self._redis is not None:
+            await self._redis.aclose()
         if self.server is not None:
             self.server.close()
 

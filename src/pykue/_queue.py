@@ -20,6 +20,7 @@ from ._api_sync import Job, QueueBase
 from ._core import Handler
 from ._errors import LoopThreadError, ShutdownError
 from ._events import Emitter, Listener
+from ._handler_client import SharedRedis
 from ._handlers import HandlerTable, handler_table
 from ._job import BaseJob
 from ._scripts import Scripts
@@ -96,7 +97,21 @@ class Queue(QueueBase):
         self._closed = False
         self._listening = False
         self._lock = threading.Lock()
+        self._redis: SharedRedis | None = None
         self._remember()
+
+    @property
+    def redis(self) -> SharedRedis:
+        """A Redis client for your handlers (Kue's `kue.redis.client()`): redis-py's command API,
+        thread-safe, every handler thread's commands auto-pipelined on one connection; closed
+        by shutdown(). `queue.client` stays pykue's own."""
+        if self._redis is None:
+            with self._lock:
+                if self._redis is None:
+                    self._background()
+                    assert self._bg is not None
+                    self._redis = SharedRedis(self.connection, loop=self._bg.loop)
+        return self._redis
 
     def __enter__(self) -> Queue:
         return self
@@ -196,6 +211,8 @@ class Queue(QueueBase):
         if self._runtime is not None and self._bg is not None:
             t = self.settings.shutdown_timeout if timeout is None else timeout
             self._bg.run(self._runtime.shutdown(t), t + 30)
+            if self._redis is not None:
+                self._redis.close()
             self._bg.stop()
         if self._listener_thread is not None:
             self._listener_thread.stop()

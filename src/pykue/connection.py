@@ -89,11 +89,14 @@ class ConnectionSettings:
         pool = client.connection_pool
         return cls(_transport(pool.connection_class), _carried(pool.connection_kwargs))
 
-    def sync_client(self) -> redis.Redis:
+    def sync_client(self, max_connections: int | None = None, decode: bool = True) -> redis.Redis:
+        """max_connections: a pool that makes callers past it wait instead of raising."""
         if self.cluster:  # duck-typed as redis.Redis: pykue calls only commands both have
-            return cast(redis.Redis, scluster.RedisCluster(decode_responses=True, **self._cluster_options()))
-        pool = redis.ConnectionPool(connection_class=_SYNC_CLASS[self.transport], decode_responses=True,
-                                    **self._with_defaults())  # fmt: skip
+            return cast(redis.Redis, scluster.RedisCluster(decode_responses=decode, **self._cluster_options()))
+        options = {"connection_class": _SYNC_CLASS[self.transport], "decode_responses": decode, **self._with_defaults()}
+        if max_connections is None:
+            return redis.Redis.from_pool(redis.ConnectionPool(**options))
+        pool = redis.BlockingConnectionPool(max_connections=max_connections, **options)  # type: ignore[no-untyped-call]
         return redis.Redis.from_pool(pool)
 
     def async_client(self, max_connections: int = 64, decode: bool = True) -> redis.asyncio.Redis:
