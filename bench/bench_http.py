@@ -1,16 +1,16 @@
 """The stock service against a bare Starlette endpoint on the same server (issue 13, goal 6).
 
-    python bench/bench_http.py [--duration 3] [--connections 50] [--reps 5] [--client auto|wrk|python]
+    python bench/bench_http.py [--duration 2] [--connections 50] [--reps 5] [--client auto|wrk|python]
+                               [--json FILE] [--py-spy DIR]
 
 One private embedded Redis; two server processes started through the very same code path
 (`pykue.cli.serve`: same uvicorn version, loop, HTTP parser and settings): a bare Starlette app
-whose one endpoint returns a small JSON body (the ceiling), and `pykue stock`. Each rep loads,
-one after the other: the bare endpoint, `/reserve_product/1`, `/list_products`, `/list_products/1`,
-and reports requests/s, p50/p99 latency, the server's CPU per request (its /proc times over the
-load), Redis's CPU per request (INFO cpu), and for the stock endpoints the ratio of requests/s
-to the bare endpoint in the same rep, and the ratio of the bare endpoint's server CPU per request
-to this one's: what the requests/s ratio would be with both servers CPU-bound, and far steadier
-than requests/s when other programs share the cores.
+whose one endpoint returns a small JSON body (the ceiling), and `pykue stock`. Each rep loads
+`/reserve_product/1`, `/list_products` and `/list_products/1`, each right after a load on the bare
+endpoint, and reports requests/s, p50/p99 latency, the server's CPU per request (its /proc times),
+Redis's (INFO cpu) and the load generator's, and two ratios against that bare load: requests/s,
+and the bare endpoint's server CPU per request over this one's (what the requests/s ratio would
+be with both servers CPU-bound: far steadier when other programs share the cores).
 Medians over the reps. Once the stock of item 1 is gone, `/reserve_product/1` answers "Not enough
 stock available": the same one Lua call per request, so the path measured stays the same.
 
@@ -199,17 +199,49 @@ def measure(load: Callable[..., Load], up: dict[str, tuple[int, int]], r: redis.
             "client_us": (children_cpu() - ccpu0) / res.requests * 1e6}  # fmt: skip
 
 
+def profile(load: Callable[..., Load], up: dict[str, tuple[int, int]], a: argparse.Namespace) -> None:
+    """One more load per endpoint with py-spy (pip install py-spy) sampling the server, after the
+    measured reps (sampling slows the server): collapsed stacks in DIR, the top frames printed."""
+    os.makedirs(a.py_spy, exist_ok=True)
+    for label, name, path in ENDPOINTS:
+        port, pid = up[name]
+        out = os.path.join(a.py_spy, re.sub(r"\W+", "_", label).strip("_") + ".txt")
+        cmd = ["py-spy", "record", "--nonblocking", "-r", "250", "-f", "raw", "-p", str(pid), "-d", str(a.duration)]
+        spy = subprocess.Popen([*cmd, "-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)  # py-spy attaches
+        load(port, path, a.duration, a.connections)
+        spy.wait()
+        print(f"\n{label}: py-spy samples in {out}; innermost frames:")
+        for frame, share in top_frames(out, 12):
+            print(f"  {share:5.1%}  {frame}")
+
+
+def top_frames(path: str, n: int) -> list[tuple[str, float]]:
+    counts: dict[str, int] = {}
+    with open(path) as f:
+        for line in f:
+            stack, _, count = line.rstrip().rpartition(" ")
+            frame = stack.rsplit(";", 1)[-1]
+            counts[frame] = counts.get(frame, 0) + int(count)
+    total = sum(counts.values()) or 1
+    return [(frame, c / total) for frame, c in sorted(counts.items(), key=lambda kv: -kv[1])[:n]]
+
+
 def one_rep(load: Callable[..., Load], up: dict[str, tuple[int, int]], r: redis.Redis,
-            a: argparse.Namespace) -> dict[str, dict[str, float]]:  # fmt: skip
-    rows = {label: measure(load, up, r, name, path, a) for label, name, path in ENDPOINTS}
-    bare = rows[ENDPOINTS[0][0]]
-    for row in rows.values():
+            a: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:  # fmt: skip
+    """Each stock endpoint right after a load on the bare one, its ratios taken against that one:
+    other programs' load on a shared machine changes less in seconds than over a whole rep."""
+    (bare_label, bare_name, bare_path), rows = ENDPOINTS[0], []
+    for label, name, path in ENDPOINTS[1:]:
+        bare, row = measure(load, up, r, bare_name, bare_path, a), measure(load, up, r, name, path, a)
+        bare["ratio"] = bare["cpu_ratio"] = 1.0
         row["ratio"], row["cpu_ratio"] = row["rps"] / bare["rps"], bare["server_us"] / row["server_us"]
+        rows += [(bare_label, bare), (label, row)]
     return rows
 
 
 def report(summary: dict[str, dict[str, float]], reps: int) -> None:
-    print(f"\n| endpoint (median of {reps}) | requests/s | / bare | p50 ms | p99 ms | server CPU us/req "
+    print(f"\n| endpoint (medians, {reps} reps) | requests/s | / bare | p50 ms | p99 ms | server CPU us/req "
           "| bare's CPU/req / this | server busy | Redis CPU us/req | client CPU us/req |")  # fmt: skip
     print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for label, s in summary.items():
@@ -222,11 +254,12 @@ def report(summary: dict[str, dict[str, float]], reps: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--duration", type=int, default=3, help="seconds of load per endpoint and rep")
+    ap.add_argument("--duration", type=int, default=2, help="seconds of load per endpoint and rep")
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--py-spy", metavar="DIR", help="then profile each endpoint's server with py-spy into DIR")
     a = ap.parse_args()
     use_wrk = a.client == "wrk" or (a.client == "auto" and shutil.which("wrk") is not None)
     if a.client == "auto" and not use_wrk:
@@ -244,11 +277,13 @@ def main() -> None:
             load(up[name][0], path, 1, a.connections)
         print("servers loaded: " + "; ".join(f"{name}: {loaded_modules(pid)}" for name, (_, pid) in up.items()))
         for rep in range(a.reps):
-            for label, row in one_rep(load, up, r, a).items():
+            for label, row in one_rep(load, up, r, a):
                 rows[label].append(row)
                 print(f"  rep {rep + 1} {label:24} {row['rps']:8,.0f} req/s  ratio {row['ratio']:.2f}  "
                       f"server {row['server_us']:5.0f} us/req, busy {row['server_busy']:4.0%}  "
                       f"redis {row['redis_us']:4.1f} us/req", file=sys.stderr)  # fmt: skip
+        if a.py_spy:
+            profile(load, up, a)
     summary = {label: {k: statistics.median(row[k] for row in reps) for k in reps[0]} for label, reps in rows.items()}
     report(summary, a.reps)
     if a.json:

@@ -155,8 +155,7 @@ class _Connection(asyncio.Protocol):
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's are no asyncio.Transport subclass
 
     def data_received(self, data: bytes) -> None:
         reader, inflight, settle = self.reader, self.inflight, self.owner.settle

@@ -3,8 +3,10 @@
     pykue stock [--port 1245] [--redis URL | --embedded]
 
 Reserved quantities live in Redis under `item.ITEM_ID`; a reservation is one Lua call,
-so concurrent requests never confirm more than the stock. Every error is JSON; a reservation
-is GET only (a HEAD, which clients and proxies send freely, must not reserve).
+so concurrent requests never confirm more than the stock. The requests in flight share one
+auto-pipelined Redis connection (AsyncSharedRedis), the answers that never change are rendered once.
+Every error is JSON; a reservation is GET only (a HEAD, which clients and proxies send freely,
+must not reserve).
 """
 
 from __future__ import annotations
@@ -14,16 +16,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import redis.asyncio
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from pykue.connection import async_client
+from pykue import AsyncSharedRedis
 
-from ._http import ERROR_HANDLERS, PipelinedRedis, lua, parse_id
+from ._http import ERROR_HANDLERS, lua, parse_id
 
 list_products: list[dict[str, Any]] = [
     {"id": 1, "name": "Suitcase 250", "price": 50, "stock": 4},
@@ -44,38 +45,28 @@ def as_json(item: dict[str, Any]) -> dict[str, Any]:
 
 
 class Stock:
-    """The seed's Redis functions. On a single Redis every call goes through one pipelined
-    connection (PipelinedRedis); a cluster client is called as it is."""
+    """The seed's Redis functions on pykue's shared auto-pipelined client: the requests in flight
+    share one connection and their commands go out together, one write per loop pass (a pooled
+    redis-py call cost the server ~140 us per reservation, profiled)."""
 
-    def __init__(self, client: redis.asyncio.Redis) -> None:
+    def __init__(self, client: AsyncSharedRedis) -> None:
         self.client = client
-        self._pipe = PipelinedRedis(client) if isinstance(client, redis.asyncio.Redis) else None
         self._script = lua("reserve_stock")
         self._sha = hashlib.sha1(self._script.encode()).hexdigest()
 
-    async def _call(self, *args: str | int) -> Any:
-        if self._pipe is None:
-            return await self.client.execute_command(*args)
-        return await self._pipe.execute(*args)
-
     async def reserve_stock_by_id(self, item_id: int, stock: int) -> None:
-        await self._call("SET", f"item.{item_id}", stock)
+        await self.client.set(f"item.{item_id}", stock)
 
     async def get_current_reserved_stock_by_id(self, item_id: int) -> int:
-        return int(await self._call("GET", f"item.{item_id}") or 0)
+        return int(await self.client.get(f"item.{item_id}") or 0)
 
     async def reserve_one(self, item: dict[str, Any]) -> int:
         """Atomically reserve one unit; the quantity left, or -1 if none was."""
         key, initial = f"item.{item['id']}", item["stock"]
         try:
-            return int(await self._call("EVALSHA", self._sha, 1, key, initial))
+            return int(await self.client.execute_command("EVALSHA", self._sha, 1, key, initial))
         except NoScriptError:  # Redis restarted or flushed its scripts: the script did not run
-            return int(await self._call("EVAL", self._script, 1, key, initial))
-
-    async def aclose(self) -> None:
-        if self._pipe is not None:
-            await self._pipe.aclose()
-        await self.client.aclose()
+            return int(await self.client.execute_command("EVAL", self._script, 1, key, initial))
 
 
 async def redis_failed(request: Request, exc: Exception) -> JSONResponse:
@@ -96,12 +87,12 @@ def rendered(content: Any) -> bytes:
     return bytes(JSONResponse(content).body)
 
 
-def json_bytes(body: bytes, status_code: int = 200) -> Response:
-    return Response(body, status_code=status_code, media_type="application/json")
+def json_bytes(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
 
 
 def create_app(redis_url: str) -> Starlette:
-    client = async_client(redis_url)
+    client = AsyncSharedRedis(redis_url)
     stock = Stock(client)
     listing = rendered([as_json(p) for p in list_products])
     confirmed = {p["id"]: rendered({"status": "Reservation confirmed", "itemId": p["id"]}) for p in list_products}
@@ -128,7 +119,7 @@ def create_app(redis_url: str) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
-        await stock.aclose()
+        await client.aclose()
 
     app = Starlette(
         routes=[
