@@ -151,11 +151,10 @@ class _Connection(asyncio.Protocol):
         self.owner = owner
         self.reader = reader
         self.inflight: deque[Entry] = deque()
-        self.transport: asyncio.Transport | None = None
+        self.transport: Any = None  # asyncio's or uvloop's (which is no asyncio.Transport)
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
@@ -181,12 +180,11 @@ class _Connection(asyncio.Protocol):
         self.owner.lost(self, exc)
 
     def write(self, data: bytes, entries: list[Entry]) -> None:
-        assert self.transport is not None
         self.inflight.extend(entries)
         self.transport.write(data)
 
     def close(self) -> None:
-        if self.transport is not None:
+        if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
 
@@ -290,7 +288,11 @@ class AsyncSharedRedis(AsyncCoreCommands):
         waiting = self._waiting
         self._pending, self._waiting = [], []
         self.writes += 1
-        conn.write(data, waiting)
+        try:
+            conn.write(data, waiting)
+        except Exception as exc:  # a transport that takes no write: its callers must not wait forever
+            self.lost(conn, exc)
+            conn.close()
 
     def settle(self, entry: Entry, reply: Any) -> None:
         waiter, name, options = entry
@@ -313,7 +315,8 @@ class AsyncSharedRedis(AsyncCoreCommands):
             return
         waiter.set_result(value)
 
-    def lost(self, conn: _Connection, exc: Exception | None) -> None:
+    def lost(self, conn: _Connection, exc: BaseException | None) -> None:
+        conn.lost = True
         if self._conn is conn:
             self._conn = None
         why = f": {exc}" if exc else ""
