@@ -5,6 +5,7 @@ only what was in flight (never sent twice), and the thread-safe sync twin. Real 
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -17,7 +18,7 @@ import pykue
 from pykue import AsyncSharedRedis, EmbeddedRedis, SharedRedis
 from pykue._errors import LoopThreadError
 from pykue._handler_client import ClientClosedError, ConnectionLostError
-from tests.conftest import FAST
+from tests.conftest import FAST, PY, ROOT, py_env
 from tests.helpers import wait_for
 
 
@@ -284,3 +285,13 @@ def test_queue_redis_keeps_the_queues_credentials_and_db() -> None:
         q.shutdown(1)
         with redis.Redis(port=srv.port, password="secret", db=3, decode_responses=True) as check:
             assert check.get("n") == "1"
+
+
+def test_the_readme_example_runs() -> None:
+    out = subprocess.run([PY, str(ROOT / "examples" / "features" / "handler_redis.py")], env=py_env(),
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "asyncio: {'about': '2', 'home': '3', 'pricing': '1'} pages seen: 3",
+        "sync: {'about': '2', 'home': '3', 'pricing': '1'}",
+    ]
