@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from importlib import resources
+from typing import Any
 
 import pytest
 import redis
+import redis.asyncio as aredis
 
 import pykue
 from pykue import _codec as codec
@@ -131,3 +134,46 @@ def test_the_scripts_use_the_keys_they_are_given(queue: pykue.Queue, r: redis.Re
     moved = sc.Call(call.script, (*call.keys[:i], f"{prefix}:elsewhere", *call.keys[i + 1 :]), call.args, call.read)
     assert isinstance(queue.scripts.run(moved), list)
     assert r.hlen(f"{prefix}:elsewhere") == 1 and r.hlen(f"{prefix}:pykue:owners") == 0
+
+
+def _flush_and_run(url: str, prefix: str) -> tuple[Any, Any]:
+    """The same call through both twins' seams, each right after Redis forgot every script."""
+    keys = Keys(prefix)
+    call = sc.set_priority(keys, now=codec.now_ms(), job_id=1, priority=-5)
+    client = redis.Redis.from_url(url)
+    scripts = sc.Scripts(client)
+    client.script_flush()
+    sync_out = scripts.run(call)
+
+    async def run_async() -> Any:
+        aclient = aredis.Redis.from_url(url)
+        ascripts = sc.AsyncScripts(aclient)
+        await aclient.script_flush()
+        try:
+            return await ascripts.run(call)
+        finally:
+            await aclient.aclose()
+
+    out = asyncio.run(run_async())
+    client.close()
+    return sync_out, out
+
+
+def test_a_redis_that_forgot_its_scripts_is_sent_them_again(queue: pykue.Queue, url: str, prefix: str) -> None:
+    """Fault: a restarted Redis (or SCRIPT FLUSH) answers NOSCRIPT; the call must still land."""
+    queue.create("w", {}).save()
+    assert _flush_and_run(url, prefix) == (sc.Outcome.DONE, sc.Outcome.DONE)
+    assert queue.get_job(1).opts.priority == -5
+
+
+@pytest.mark.parametrize("arg", ["plain", "naïve ☃", "", 0, -17, 2**53, 1.5, -0.25, b"\xff\x00raw"])
+def test_a_script_call_is_packed_as_redis_py_packs_it(arg: Any) -> None:
+    conn = redis.Connection()
+    call = sc.Call("x", ("k1", "k2"), ("p", arg), lambda raw: raw)
+    expected = b"".join(conn.pack_command("EVALSHA", "abc", 2, "k1", "k2", "p", arg))
+    assert sc._packed(conn, "abc", call) == expected
+
+
+def test_an_argument_redis_py_refuses_is_refused() -> None:
+    with pytest.raises(redis.DataError):
+        sc._packed(redis.Connection(), "abc", sc.Call("x", (), (True,), lambda raw: raw))

@@ -16,9 +16,9 @@ from . import _codec as codec
 from . import _features as features
 from . import _scripts as sc
 from ._core import STAT_NAMES, QueueCore, default_queue, remember, stats_dict
-from ._errors import InvalidJobError, JobNotFoundError
-from ._job import BoundJob, log_line
-from ._keys import TERMINAL_STATES, State, check_state
+from ._errors import InvalidJobError, JobNotFoundError, RedisOutOfMemoryError
+from ._job import BaseJob, BoundJob, log_line
+from ._keys import TERMINAL_STATES, Keys, State, check_state
 from ._pause import paused_key
 from ._retry import after_retry, retry_outcome
 from ._schedule import Schedule, loaded_schedule, make_schedule, next_key, schedules_key
@@ -27,6 +27,15 @@ from ._wait import ThreadWaiter, outcome_of, settle
 
 SAVE_CHUNK = 500  # jobs per enqueue script call
 CLEAN_SCAN = 500  # jobs clean.lua looks at per call: each call is short, however big the state
+
+
+def enqueue_args(keys: Keys, jobs: Sequence[BaseJob], now: int) -> tuple[sc.Call[list[Any]], list[list[str]]]:
+    """One enqueue call, and each job's hash fields; every job is validated (and encoded,
+    once) before anything is sent."""
+    all_fields = [job._new_fields(now) for job in jobs]
+    specs = [(job.type, "delayed" if job.opts.delay > 0 else "inactive", job.opts.priority, now + job.opts.delay,
+              fields) for job, fields in zip(jobs, all_fields, strict=True)]  # fmt: skip
+    return sc.enqueue(keys, now=now, jobs=specs), all_fields
 
 
 class Job(BoundJob):
@@ -157,7 +166,7 @@ class QueueBase(QueueCore):
         if self.test_mode.record(list(jobs)):
             return
         now = codec.now_ms()
-        calls = [self._enqueue_args(jobs[i : i + SAVE_CHUNK], now) for i in range(0, len(jobs), SAVE_CHUNK)]
+        calls = [enqueue_args(self.keys, jobs[i : i + SAVE_CHUNK], now) for i in range(0, len(jobs), SAVE_CHUNK)]
         listening = any(job.has_listeners() for job in jobs)
         if listening or self.has_listeners():
             self.listen()  # confirmed before the script publishes `enqueue`
@@ -171,11 +180,7 @@ class QueueBase(QueueCore):
             self._expect()
         ids: list[Any] = []
         try:
-            try:
-                raw = self.scripts.run(call)
-            except ResponseError as exc:
-                raise features.enqueue_error(exc) from None
-            ids, held = features.saved_ids(raw)
+            ids, held = features.saved_ids(self._run_enqueue(call))
             self._after_save(jobs, ids, fields)
             for job, dup in zip(jobs, held, strict=True):
                 job.deduplicated = dup  # then it is the unfinished job holding its unique key
@@ -184,6 +189,16 @@ class QueueBase(QueueCore):
         finally:
             if listening:
                 self._settle([(job.id, job) for job in jobs if job.id is not None and job.has_listeners()])
+
+    def _run_enqueue(self, call: sc.Call[list[Any]]) -> list[Any]:
+        """enqueue.lua, with its refusals as pykue's named errors (a full Redis stays
+        RedisOutOfMemoryError)."""
+        try:
+            return self.scripts.run(call)
+        except RedisOutOfMemoryError:
+            raise
+        except ResponseError as exc:
+            raise features.enqueue_error(exc) from None
 
     def retry(self, job_id: int | str, force: bool = False) -> None:
         """Run a failed job again with its attempts reset (BullMQ's job.retry()); any other

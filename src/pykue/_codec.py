@@ -45,17 +45,28 @@ def _jsify(value: Any, path: str) -> Any:
     return value
 
 
+# Values json writes as they are: a payload made of these alone needs no walk below them.
+_LEAVES = frozenset({str, int, bool, type(None)})
+
+
 def _has_float(value: Any, path: str, depth: int = 0) -> bool:
-    """Also the depth check: it walks the whole value once before json does."""
+    """Also the depth check: it walks the whole value once before json does. Leaves are
+    skipped by exact type (no call per leaf): this runs on every job saved."""
     if depth > MAX_DEPTH:
         raise InvalidJobError(f"{path} is nested more than {MAX_DEPTH} levels deep")
     if isinstance(value, float):
         return True
     if isinstance(value, dict):
-        return any([_has_float(v, path, depth + 1) for v in value.values()])
-    if isinstance(value, (list, tuple)):
-        return any([_has_float(v, path, depth + 1) for v in value])
-    return False
+        children: Any = value.values()
+    elif isinstance(value, (list, tuple)):
+        children = value
+    else:
+        return False
+    found = False
+    for child in children:
+        if type(child) not in _LEAVES and _has_float(child, path, depth + 1):
+            found = True  # the rest is still walked: the depth check needs all of it
+    return found
 
 
 def js_dumps(value: Any, what: str = "value") -> str:
@@ -109,12 +120,22 @@ def parse_priority(level: int | str) -> int:
     raise InvalidJobError(f"priority must be an integer or one of {names}; got {level!r}")
 
 
+# Types already found good: a producer saves many jobs of few types (bounded, so a stream of
+# distinct types cannot grow it without end).
+_GOOD_TYPES: set[str] = set()
+
+
 def check_type(job_type: Any) -> str:
+    if type(job_type) is str and job_type in _GOOD_TYPES:
+        return job_type
     if not isinstance(job_type, str) or not job_type.strip():
         raise InvalidJobError(f"job type must be a non-empty string; got {job_type!r}")
     if len(job_type) > MAX_TYPE_LENGTH or any(ord(c) < 32 for c in job_type):
         raise InvalidJobError(f"job type {job_type!r} is too long or has control characters")
-    return check_text(job_type, "job type")
+    checked = check_text(job_type, "job type")
+    if type(job_type) is str and len(_GOOD_TYPES) < 1024:
+        _GOOD_TYPES.add(job_type)
+    return checked
 
 
 def _positive_int(value: Any, name: str, minimum: int) -> int:
@@ -235,32 +256,23 @@ class JobOptions:
 
 
 def new_job_fields(job_type: str, data_json: str, opts: JobOptions, now: int) -> list[str]:
-    """The hash of a new job, as Kue's save() writes it (flat field/value list)."""
-    promote_at = now + opts.delay
-    fields = {
-        "max_attempts": str(opts.attempts),
-        "type": job_type,
-        "created_at": str(now),
-        "promote_at": str(promote_at),
-        "updated_at": str(now),
-        "priority": str(opts.priority),
-        "data": data_json,
-        "state": "delayed" if opts.delay > 0 else "inactive",
-    }
+    """The hash of a new job, as Kue's save() writes it (flat field/value list, built flat:
+    this runs once per job saved)."""
+    stamp = str(now)
+    fields = ["max_attempts", str(opts.attempts), "type", job_type, "created_at", stamp,
+              "promote_at", str(now + opts.delay), "updated_at", stamp, "priority", str(opts.priority),
+              "data", data_json, "state", "delayed" if opts.delay > 0 else "inactive"]  # fmt: skip
     if opts.delay:
-        fields["delay"] = str(opts.delay)
+        fields += ("delay", str(opts.delay))
     if opts.ttl:
-        fields["ttl"] = str(opts.ttl)
+        fields += ("ttl", str(opts.ttl))
     if opts.backoff:
-        fields["backoff"] = opts.backoff
+        fields += ("backoff", opts.backoff)
     if opts.remove_on_complete:
-        fields["removeOnComplete"] = "true"
+        fields += ("removeOnComplete", "true")
     for state, policy in (opts.keep or {}).items():
-        fields[f"pykue_keep_{state}"] = policy
-    flat: list[str] = []
-    for k, v in fields.items():
-        flat += (k, v)
-    return flat
+        fields += (f"pykue_keep_{state}", policy)
+    return fields
 
 
 def pct(completed: float, total: float) -> int:
@@ -305,6 +317,14 @@ def claimed_record(raw: Sequence[bytes | str]) -> tuple[dict[str, str], str | No
 
     Strict, like every redis-py read: a record no reader can decode is set aside by the
     worker, never run, and never allowed to kill the claim loop."""
+    try:  # the common case in one pass (a worker reads every claimed hash here)
+        flat = iter(list(map(bytes.decode, raw)))  # type: ignore[arg-type]
+    except (UnicodeDecodeError, TypeError):  # not UTF-8 (the reason is found below), or text given
+        return _record_or_reason(raw)
+    return dict(zip(flat, flat, strict=True)), None
+
+
+def _record_or_reason(raw: Sequence[bytes | str]) -> tuple[dict[str, str], str | None]:
     fields: dict[str, str] = {}
     for name, value in zip(raw[::2], raw[1::2], strict=True):
         try:

@@ -11,7 +11,6 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from . import _codec as codec
-from . import _scripts as sc
 from ._codec import Failure
 from ._errors import NoQueueError
 from ._events import Emitter
@@ -81,13 +80,6 @@ class QueueCore(Emitter):
         if job.id is not None and not job.has_listeners() and self.listeners.jobs.get(job.id) is job:
             del self.listeners.jobs[job.id]
 
-    def _enqueue_args(self, jobs: Sequence[BaseJob], now: int) -> tuple[sc.Call[list[Any]], list[list[str]]]:
-        """One enqueue call; every job is validated before anything is sent."""
-        all_fields = [job._new_fields(now) for job in jobs]
-        specs = [(job.type, "delayed" if job.opts.delay > 0 else "inactive", job.opts.priority, now + job.opts.delay,
-                  fields) for job, fields in zip(jobs, all_fields, strict=True)]  # fmt: skip
-        return sc.enqueue(self.keys, now=now, jobs=specs), all_fields
-
     @staticmethod
     def _after_save(jobs: Sequence[BaseJob], ids: Sequence[Any], all_fields: list[list[str]]) -> None:
         for job, raw, fields in zip(jobs, ids, all_fields, strict=True):
@@ -131,10 +123,11 @@ class QueueCore(Emitter):
         ctx = WorkerContext(job_type)
         call = invoker(fn, executor, ctx)
 
-        async def run(job_id: int, token: str, fields: dict[str, str], lease: JobLease) -> Any:
-            job = job_cls(self, fields.get("type") or job_type, job_id=job_id, fields=fields)
-            job.token, job.lease = token, lease
-            return await call(job)
+        def run(lease: JobLease) -> Awaitable[Any]:
+            fields = lease.fields
+            job = job_cls(self, fields.get("type") or job_type, job_id=lease.job_id, fields=fields)
+            job.token, job.lease = lease.token, lease
+            return call(job)
 
         return n, run, ctx
 
@@ -186,6 +179,8 @@ def invoker(handler: Handler, executor: Executor | None, ctx: Any = None) -> Cal
     is_coro = inspect.iscoroutinefunction(handler)
     lead: tuple[Any, ...] = (ctx,) if positional_count(handler) >= 3 else ()
     kue = kue_style(handler)
+    if is_coro and not kue:
+        return _plain_coroutine(handler)
     handler = guarded(handler, is_coro)
 
     if kue:
@@ -205,11 +200,24 @@ def invoker(handler: Handler, executor: Executor | None, ctx: Any = None) -> Cal
 
     async def plain(job: BaseJob) -> Any:
         job.data = data_of(job.fields)
-        if is_coro:
-            return await handler(job)
         return await asyncio.get_running_loop().run_in_executor(executor, handler, job)
 
     return plain
+
+
+def _plain_coroutine(handler: Handler) -> Callable[[BaseJob], Awaitable[Any]]:
+    """The common handler, `async def handler(job)`, in one coroutine per job (the general
+    path nests three): data decoded (corrupt JSON fails the job before the handler), and
+    the lease checked as late as possible, as `guarded` does."""
+
+    async def run(job: BaseJob) -> Any:
+        job.data = data_of(job.fields)
+        lease = job.lease
+        if lease is not None and not lease.ready():
+            await lease.aenter()
+        return await handler(job)
+
+    return run
 
 
 STAT_NAMES = (State.INACTIVE, State.COMPLETE, State.ACTIVE, State.FAILED, State.DELAYED)  # Kue's /stats order

@@ -26,16 +26,14 @@ class BaseJob(Emitter):
         self.type = job_type if fields else codec.check_type(job_type)  # stored types are trusted
         self.data = {} if data is None else data
         self.id: int | None = job_id
-        self.opts = codec.JobOptions()
         self.fields: dict[str, str] = dict(fields or {})
+        self._opts: codec.JobOptions | None = None if fields else codec.JobOptions()  # stored: read on first use
         self.token: str | None = None  # owner token while a worker of ours runs it
         self._unique: str | None = None  # issue 12 (see _features.py)
         self._after: list[int] = []
         self._on_failure = "fail"
         self.deduplicated = False  # save() found an unfinished job holding the unique key: this is it
         self.lease: JobLease | None = None  # while a worker of ours runs it
-        if fields:
-            self._opts_from_fields()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id} {self.type!r} {self.state}>"
@@ -112,10 +110,20 @@ class BaseJob(Emitter):
             setter(self, value)
         return self
 
+    @property
+    def opts(self) -> codec.JobOptions:
+        """The job's options; a stored job's are read from its fields when first asked for
+        (a worker's handler rarely asks, and reading them costs more than running a no-op)."""
+        return self._opts if self._opts is not None else self._opts_from_fields()
+
+    @opts.setter
+    def opts(self, value: codec.JobOptions) -> None:
+        self._opts = value
+
     # -- stored state -----------------------------------------------------------
-    def _opts_from_fields(self) -> None:
+    def _opts_from_fields(self) -> codec.JobOptions:
         f = self.fields
-        o = self.opts
+        o = self._opts = self._opts or codec.JobOptions()
         o.priority = codec.int_field(f, "priority")  # a stored record may hold anything
         o.attempts = codec.int_field(f, "max_attempts", 1)
         o.backoff = f.get("backoff")
@@ -123,6 +131,7 @@ class BaseJob(Emitter):
         o.ttl = codec.int_field(f, "ttl") or None
         o.remove_on_complete = f.get("removeOnComplete") == "true"
         o.keep = {s: f[name] for s, name in KEEP_FIELDS.items() if f.get(name)} or None
+        return o
 
     @property
     def state(self) -> str | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ._events import FINAL_EVENTS, Emitter, decode
+from ._events import FINAL_EVENTS, Emitter, decode_or_warn
 
 MAX_HELD = 10_000  # events held for unknown ids while saves are in flight
 
@@ -46,7 +46,7 @@ class JobListeners:
             self._n_held = 0
 
     def dispatch(self, message: str | bytes) -> None:
-        decoded = decode(message)
+        decoded = decode_or_warn(message)  # the subscription passes on what is not Kue's
         if decoded is None:
             return
         job_id, event, args = decoded

@@ -24,12 +24,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import _codec as codec
 from . import _joblog
 from . import _scripts as sc
-from ._events import checked, decode, raw_client
+from ._events import OnDemand, Subscriber, decode, raw_client
 from ._features import split_limit
 from ._keys import Keys
 from ._scripts import AsyncScripts
@@ -69,7 +71,7 @@ class Settings:
 
 
 T = TypeVar("T")
-RunFn = Callable[[int, str, dict[str, str], "JobLease"], Awaitable[Any]]
+RunFn = Callable[["JobLease"], Awaitable[Any]]
 
 
 def js_truthy(value: Any) -> bool:
@@ -89,19 +91,65 @@ class LeaseLostError(Exception):
     """Internal: a handler was not started because its job is no longer ours."""
 
 
+class Revocation:
+    """`job.lease.revoked`: threading.Event's is_set/set/wait, without the lock and condition
+    an Event builds per job. Nearly no job is revoked and nobody waits on most of them, so
+    the Event behind `wait` is made only for a waiter."""
+
+    __slots__ = ("_event", "_flag")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._event: threading.Event | None = None
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def set(self) -> None:
+        with _REVOKING:
+            self._flag = True
+            if self._event is not None:
+                self._event.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """As threading.Event.wait: True once revoked, False if `timeout` s passed first."""
+        with _REVOKING:
+            if self._event is None:
+                self._event = threading.Event()
+                if self._flag:
+                    self._event.set()
+            event = self._event
+        return event.wait(timeout)
+
+
+_REVOKING = threading.Lock()  # a revocation's flag and its waiters' Event change together
+
+
 class JobLease:
-    """A running job's claim as the handler sees it (`job.lease`).
+    """One job an engine holds, from its claim until its outcome is written, and its claim
+    as the handler sees it (`job.lease`): one object per job.
 
     `revoked` is set when the worker learns the job is no longer its own (reaped after a
     pause, removed, re-queued by an operator, failed by a TTL checker): a sync handler can
     poll `revoked.is_set()` (or wait on it) and stop early; an asyncio handler is cancelled.
     """
 
-    def __init__(self, engine: WorkerEngine, job_id: int, token: str) -> None:
+    __slots__ = ("engine", "fields", "job_id", "revoked", "started", "task", "threaded", "token")
+
+    def __init__(self, engine: WorkerEngine, job_id: int, token: str, fields: dict[str, str] | None = None) -> None:
         self.engine, self.job_id, self.token = engine, job_id, token
-        self.revoked = threading.Event()
+        self.fields: dict[str, str] = {} if fields is None else fields  # the job's hash as claimed
+        self.revoked = Revocation()
         self.threaded = False  # the handler runs in a pool thread (it cannot be cancelled)
         self.started: float | None = None  # monotonic time the handler was let start
+        self.task: asyncio.Task[None] | None = None  # the run, until its outcome is known
+
+    def ready(self) -> bool:
+        """Can the handler start without asking Redis (surely still ours)? Marks the start."""
+        if self.revoked.is_set() or not self.engine.lease_fresh():
+            return False
+        self.started = time.monotonic()
+        return True
 
     def enter(self) -> None:
         """In the pool thread, right before a sync handler: make sure the job is still ours."""
@@ -119,7 +167,7 @@ class JobLease:
             return False
 
     async def aenter(self) -> None:
-        if (self.revoked.is_set() or not self.engine.lease_fresh()) and not await self.engine.confirm(self):
+        if not self.ready() and not await self.engine.confirm(self):
             raise LeaseLostError(self.job_id)
         self.started = time.monotonic()
 
@@ -130,7 +178,7 @@ def guarded(handler: Callable[..., Any], is_coro: bool) -> Callable[..., Any]:
     if is_coro:
 
         async def acall(job: Any, *rest: Any) -> Any:
-            if job.lease is not None:
+            if job.lease is not None and not job.lease.ready():
                 await job.lease.aenter()
             return await handler(job, *rest)
 
@@ -142,17 +190,6 @@ def guarded(handler: Callable[..., Any], is_coro: bool) -> Callable[..., Any]:
         return handler(job, *rest)
 
     return call
-
-
-@dataclass(eq=False)
-class Held:
-    """One job an engine holds, from its claim until its outcome is written."""
-
-    job_id: int
-    token: str
-    fields: dict[str, str]
-    lease: JobLease
-    task: asyncio.Task[None] | None = None
 
 
 class _Backoff:
@@ -181,9 +218,10 @@ class WorkerEngine:
         self._seq = 0
         self._inflight: int | None = None  # the claim whose reply may still be on its way
         self._lease_at = -1e18  # monotonic time the last successful renewal (or claim) was sent
-        self._held: dict[int, Held] = {}
+        self._fresh_for = settings.lease_ms / 1000 - settings.lease_ms / 3000  # lease - margin, s
+        self._held: dict[int, JobLease] = {}
         self._running = 0
-        self._pending: list[tuple[Held, int, str]] = []
+        self._pending: list[tuple[JobLease, int, str]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._slot = asyncio.Event()
         self._slot.set()
@@ -286,6 +324,7 @@ class WorkerEngine:
 
     def _start_jobs(self, out: list[Any], now: int) -> None:
         claimed = {"state": "active", "started_at": str(now), "updated_at": str(now), "workerId": self.worker_id}
+        held, create_task = self._held, self.loop.create_task
         for i in range(0, len(out), 3):
             token = out[i + 1].decode() if isinstance(out[i + 1], bytes) else str(out[i + 1])
             if not token:  # a bad record claim.lua set aside
@@ -297,36 +336,36 @@ class WorkerEngine:
                 self._set_aside(job_id, token, problem)
                 continue
             fields.update(claimed)
-            held = Held(job_id, token, fields, JobLease(self, job_id, token))
-            old = self._held.get(job_id)
+            h = JobLease(self, job_id, token, fields)
+            old = held.get(job_id)
             if old is not None:  # taken from us and claimed again: the old run is not ours
                 self._revoke(old)
-            self._held[job_id] = held
+            held[job_id] = h
             self._running += 1
-            held.task = asyncio.ensure_future(self._run_one(held))
+            h.task = create_task(self._run_one(h))
         if self._running >= self.concurrency:
             self._slot.clear()
 
-    async def _run_one(self, h: Held) -> None:
+    async def _run_one(self, h: JobLease) -> None:
         started = codec.now_ms()
         try:
-            result = await self._run(h.job_id, h.token, h.fields, h.lease)
-            rjson = codec.js_dumps(result, "job result") if js_truthy(result) else ""  # may be refused
+            result = await self._run(h)
+            rjson = "" if result is None or not js_truthy(result) else codec.js_dumps(result, "job result")
         except LeaseLostError:
             self._forget(h)  # not ours (or shutting down before it started): the renewal hands it back
         except asyncio.CancelledError:
-            if not h.lease.revoked.is_set():
+            if not h.revoked.is_set():
                 await self._fail(h, "Shutdown")
         except Exception as exc:
-            if not h.lease.revoked.is_set():
+            if not h.revoked.is_set():
                 await self._fail(h, exc)
         else:
-            if h.lease.revoked.is_set():
+            if h.revoked.is_set():
                 self._forget(h)
             else:
                 self._pending.append((h, codec.now_ms() - started, rjson))
                 if self._flusher is None or self._flusher.done():
-                    self._flusher = asyncio.ensure_future(self._flush())
+                    self._flusher = self.loop.create_task(self._flush())
         finally:
             h.task = None
             self._running -= 1
@@ -338,7 +377,7 @@ class WorkerEngine:
         """The handlers running now (Kue's ctx.pause waits for them)."""
         return [h.task for h in self._held.values() if h.task is not None]
 
-    def _forget(self, h: Held) -> None:
+    def _forget(self, h: JobLease) -> None:
         if self._held.get(h.job_id) is h:
             del self._held[h.job_id]
 
@@ -348,12 +387,16 @@ class WorkerEngine:
             batch, self._pending = self._pending[:500], self._pending[500:]
             jobs = [(h.job_id, h.token, dur, rjson) for h, dur, rjson in batch]
             done = await self._outcome(sc.complete(self.keys, now=codec.now_ms(), jobs=jobs))
-            for (h, dur, _), ok in zip(batch, done, strict=False):
-                self._forget(h)
-                if ok is sc.Outcome.DONE:
-                    _joblog.outcome(h.job_id, self.type, "complete", dur, int(h.fields.get("attempts") or 0) + 1)
+            held = self._held
+            for h, _, _ in batch:
+                if held.get(h.job_id) is h:
+                    del held[h.job_id]
+            if _joblog.jobs_log.isEnabledFor(logging.INFO):  # once per batch, not per job
+                for (h, dur, _), ok in zip(batch, done, strict=False):
+                    if ok is sc.Outcome.DONE:
+                        _joblog.outcome(h.job_id, self.type, "complete", dur, int(h.fields.get("attempts") or 0) + 1)
 
-    async def _fail(self, h: Held, error: BaseException | str, mode: str = "") -> None:
+    async def _fail(self, h: JobLease, error: BaseException | str, mode: str = "") -> None:
         if isinstance(error, BaseException):
             err, line, msg = codec.error_text(error)
         else:
@@ -385,17 +428,16 @@ class WorkerEngine:
     def holds(self, job_id: int) -> bool:
         return job_id in self._held
 
-    def _revoke(self, h: Held) -> None:
-        h.lease.revoked.set()
-        if h.task is not None and not h.lease.threaded:
+    def _revoke(self, h: JobLease) -> None:
+        h.revoked.set()
+        if h.task is not None and not h.threaded:
             h.task.cancel()
 
     # -- leases -------------------------------------------------------------------
     def lease_fresh(self) -> bool:
         """Is our lease surely still valid? Its last renewal (or claim) was sent less than
         lease - margin ago, on a monotonic clock (a paused process sees the gap)."""
-        margin = self.settings.lease_ms / 3000
-        return time.monotonic() - self._lease_at < self.settings.lease_ms / 1000 - margin
+        return time.monotonic() - self._lease_at < self._fresh_for
 
     async def confirm(self, lease: JobLease) -> bool:
         """After a gap: renew (which tells us what we lost) before a handler may start."""
@@ -494,6 +536,7 @@ class Maintenance:
     def __init__(self, client: Any, scripts: AsyncScripts, keys: Keys, settings: Settings) -> None:
         self.client, self.scripts, self.keys, self.settings = client, scripts, keys, settings
         self.acks = AckLog(keep_s=10 * max(1.0, settings.ttl_grace_ms / 1000))
+        self.hear_acks: Callable[[float], Awaitable[None]] = _deaf  # the runtime's OnDemand.hold_for
         self.types: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -606,65 +649,17 @@ class Maintenance:
             msg = "TTL exceeded"
             await self.scripts.run(sc.fail(self.keys, now=now, job_id=job_id, token="*", error=msg, log_line=msg,
                                            message=msg, retry_delay_ms=ms, mode="ttl"))  # fmt: skip
+        if unowned:  # subscribed before announcing, and through the grace and the acks' window
+            await self.hear_acks(self.settings.ttl_grace_ms / 1000 + self.acks.keep_s)
         await expire_unowned(self.client, self.scripts, self.keys, unowned, self.settings.ttl_grace_ms, self.acks)
+
+
+async def _deaf(seconds: float) -> None:
+    """A Maintenance outside a Runtime hears acks only through what calls `acks.hear`."""
 
 
 # Set-aside calls in flight (a reference keeps a task alive until it is done).
 _ASIDES: set[asyncio.Future[Any]] = set()
-
-
-class Subscriber:
-    """Listens on `P:events` and hands each Kue message to `dispatch`; survives reconnects.
-
-    Its connection does not decode: redis-py would raise on a non-UTF-8 message inside the
-    read, ending the loop and with it every listener. Each message is checked here instead
-    (`_events.checked`), and one that is not Kue's is logged and skipped."""
-
-    def __init__(self, client: Any, channel: str, dispatch: Callable[[str], None]) -> None:
-        self.client, self.channel, self.dispatch = client, channel, dispatch
-        self._task: asyncio.Task[None] | None = None
-        self._stop = asyncio.Event()
-
-    async def start(self) -> None:
-        """Returns once the subscription is confirmed, so no later event is missed."""
-        self._raw = await raw_client(self.client).initialize()  # a cluster client learns its slots here
-        self._pubsub = self._raw.pubsub()
-        await self._pubsub.subscribe(self.channel)
-        while True:
-            msg = await self._pubsub.get_message(timeout=5.0)
-            if msg and msg["type"] == "subscribe":
-                break
-        self._task = asyncio.ensure_future(self._loop())
-
-    async def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                msg = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
-            except (RedisError, OSError) as exc:
-                log.warning("pykue: event subscription lost (%s); reconnecting", exc)
-                await asyncio.sleep(0.2)
-                with contextlib.suppress(RedisError, OSError):
-                    await self._pubsub.subscribe(self.channel)
-                continue
-            if msg and msg["type"] == "message":
-                text = checked(msg["data"])
-                if text is not None:
-                    self._deliver(text)
-
-    def _deliver(self, text: str) -> None:
-        try:
-            self.dispatch(text)
-        except Exception:  # a listener's bug must not end the subscription
-            log.exception("pykue: handling event %.200s raised", text)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            await _stop_task(self._task, self._stop)
-            self._task = None
-            with contextlib.suppress(Exception):
-                await self._pubsub.aclose()
-            with contextlib.suppress(Exception):
-                await self._raw.aclose()
 
 
 async def warn_if_evicting(client: Any) -> str | None:
@@ -681,6 +676,21 @@ async def warn_if_evicting(client: Any) -> str | None:
     return str(policy) if policy else None
 
 
+EVENTS_LINGER_S = 5.0  # how long a runtime stays subscribed after its last need (see OnDemand)
+
+
+def has_ttl(fields: dict[str, str]) -> bool:
+    """Would claim.lua have given the job a TTL score (that Kue's TTL checker announces)?
+    When unsure, yes: a subscription too many costs a little, one too few a wrong failure."""
+    ttl = fields.get("ttl")
+    if not ttl:
+        return False
+    try:
+        return float(ttl) > 0
+    except ValueError:
+        return True
+
+
 class Runtime:
     """The asyncio side of a queue: its workers, housekeeping and event subscription."""
 
@@ -690,22 +700,56 @@ class Runtime:
         self.scripts = AsyncScripts(client, self.raw_client)
         self.engines: list[WorkerEngine] = []
         self.maintenance = Maintenance(client, self.scripts, keys, settings)
-        self.subscriber: Subscriber | None = None
+        self.events = OnDemand(self._subscriber, EVENTS_LINGER_S)
+        self.maintenance.hear_acks = self.events.hold_for
         self._dispatchers: list[Callable[[str], None]] = []
         self._pending: set[asyncio.Task[None]] = set()
 
+    def _subscriber(self) -> Subscriber:
+        return Subscriber(self.client, self.keys.events, self._dispatch, validate=False)
+
     async def start_engine(self, job_type: str, concurrency: int, run: RunFn) -> WorkerEngine:
-        engine = WorkerEngine(self.client, self.scripts, self.keys, job_type, concurrency, run,
+        engine = WorkerEngine(self.client, self.scripts, self.keys, job_type, concurrency, self._heard_if_ttl(run),
                               self.settings, len(self.engines) + 1)  # fmt: skip
         if not self.engines:
             await warn_if_evicting(self.client)
-            await self.subscribe(self._answer_ttl)
-            await self.subscribe(self.maintenance.acks.hear)
+            self._dispatchers += [self._answer_ttl, self.maintenance.acks.hear]  # heard while subscribed
         self.engines.append(engine)
         engine.start()
         self.maintenance.types.add(job_type)
         self.maintenance.start()
         return engine
+
+    def _heard_if_ttl(self, run: RunFn) -> RunFn:
+        """Kue's TTL checker may announce a running job with a TTL, and fails it unless its
+        owner acks: such a job's handler starts only once the subscription is confirmed.
+        Jobs without a TTL go straight through."""
+
+        def start(lease: JobLease) -> Awaitable[Any]:
+            if has_ttl(lease.fields):
+                return self._run_heard(run, lease)
+            return run(lease)
+
+        return start
+
+    async def _run_heard(self, run: RunFn, lease: JobLease) -> Any:
+        await self._hold_events(lease)
+        try:
+            return await run(lease)
+        finally:
+            self.events.release()
+
+    async def _hold_events(self, lease: JobLease) -> None:
+        """Through dropped connections; a job taken from us meanwhile is handed back unrun."""
+        pace = _Backoff("subscribing to events for a job with a TTL")
+        while True:
+            try:
+                await self.events.hold()
+                return
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                if lease.revoked.is_set():
+                    raise LeaseLostError(lease.job_id) from exc
+                await pace.wait(exc)
 
     def _answer_ttl(self, message: str) -> None:
         if '"ttl exceeded"' not in message:  # cheap filter: most messages are not for us
@@ -727,18 +771,19 @@ class Runtime:
                 log.exception("pykue: handling event %.200s raised", message)
 
     async def subscribe(self, dispatch: Callable[[str], None]) -> None:
-        """Hand every `P:events` message to `dispatch` (one subscription per runtime)."""
+        """Hand every `P:events` message to `dispatch`, for good (user listeners may wait
+        for any event); returns once the subscription is confirmed."""
         self._dispatchers.append(dispatch)
-        if self.subscriber is None:
-            self.subscriber = Subscriber(self.client, self.keys.events, self._dispatch)
-            await self.subscriber.start()
+        try:
+            await self.events.forever()
+        except BaseException:
+            self._dispatchers.remove(dispatch)  # the caller tries again: not twice then
+            raise
 
     async def shutdown(self, timeout: float) -> None:
         await asyncio.gather(*(e.shutdown(timeout) for e in self.engines))
         self.engines.clear()
         await self.maintenance.stop()
-        if self.subscriber is not None:
-            await self.subscriber.stop()
-            self.subscriber = None
+        await self.events.close()
         await self.raw_client.aclose()
         await self.client.aclose()

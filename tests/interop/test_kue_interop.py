@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -216,3 +217,41 @@ def test_node_ttl_checker_and_a_pykue_worker_agree(kue: Kue, kue_redis: Embedded
     got = pykue.create_queue(kue_redis.url).get_job(job.id or 0)
     assert got.state == "failed" and got.error == "TTL exceeded" and got.attempts_made == 1
     assert finals == [("failed", "TTL exceeded")]
+
+
+def test_node_ttl_checker_is_answered_by_a_pykue_worker_that_was_not_subscribed(
+    kue: Kue, kue_redis: EmbeddedRedis
+) -> None:
+    """No listener and no TTL job before: the worker is not subscribed to the events (issue 13);
+    the TTL job's handler starts only once it is, so Kue's announcement is still answered."""
+    only_node_checks = pykue.Settings(lease_ms=1000, ttl_interval=3600, promote_interval=0.05)
+    q = pykue.create_queue(kue_redis.url, settings=only_node_checks)
+    late = threading.Event()
+    q.process("slowpoke", lambda j: j.data.get("slow") and late.wait(10) and "too late")
+    q.create("slowpoke", {}).save()
+    wait_for(lambda: q.complete_count("slowpoke") == 1, what="a job without a TTL")
+    r = redis.Redis.from_url(kue_redis.url, decode_responses=True)
+    assert r.pubsub_numsub("q:events") == [("q:events", 0)]
+    observer = r.pubsub(ignore_subscribe_messages=True)
+    observer.subscribe("q:events")
+    node_checker = kue.spawn("work", "unrelated", "ok")  # its queue runs Kue's TTL checker
+    heard: list[tuple[int, str]] = []
+
+    def hear() -> list[tuple[int, str]]:
+        while (msg := observer.get_message(timeout=0.01)) is not None:
+            body = json.loads(msg["data"])
+            heard.append((body["id"], body["event"]))
+        return heard
+
+    try:
+        job = q.create("slowpoke", {"slow": True}).ttl(300).save()
+        wait_for(lambda: (job.id, "failed") in hear(), timeout=15, what="the TTL failure")
+    finally:
+        late.set()
+        stop(node_checker)
+    q.shutdown(1)
+    assert (job.id, "ttl exceeded ack") in heard and [e for i, e in heard if i == job.id].count("failed") == 1
+    got = pykue.create_queue(kue_redis.url).get_job(job.id or 0)
+    assert got.state == "failed" and got.error == "TTL exceeded" and got.attempts_made == 1
+    observer.close()
+    r.close()

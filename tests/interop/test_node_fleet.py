@@ -254,3 +254,27 @@ def test_a_live_node_worker_answers_pykues_ttl_checker(kue: Kue, kue_redis: Embe
     q.shutdown(1)
     assert job.attempts_made == 1 and job.error == "TTL exceeded"
     assert not any("no Kue worker acked" in m for m in caplog.messages)
+
+
+def test_a_live_node_workers_ack_is_heard_by_a_pykue_worker_without_listeners(
+    kue: Kue, kue_redis: EmbeddedRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As above with no listener in the pykue process: it subscribes to the events only to
+    announce and hear the ack (issue 13), and still does not fail the job a second time."""
+    caplog.set_level("WARNING", logger="pykue.watchdog")
+    q = pykue.create_queue(kue_redis.url, settings=Settings(lease_ms=1000, ttl_interval=0.05, block_timeout=0.2,
+                                                            ttl_grace_ms=300))  # fmt: skip
+    q.process("unrelated", lambda job: None)  # runs pykue's TTL checker
+    parked = Kue(kue.node, kue_redis.url, "q")
+    parked.env["KUE_CHECK_INTERVAL"] = "3600000"
+    node = parked.spawn("work", "ttllive", "hang", "1")
+    try:
+        [created] = kue.run("create", "ttllive", "{}", '{"ttl":300}')
+        assert read_json(node)["worked"] == created["id"]
+        wait_for(lambda: q.get_job(created["id"]).state == "failed", timeout=15, what="the TTL failure")
+    finally:
+        stop(node)
+    job = q.get_job(created["id"])
+    q.shutdown(1)
+    assert job.attempts_made == 1 and job.error == "TTL exceeded"
+    assert not any("no Kue worker acked" in m for m in caplog.messages)

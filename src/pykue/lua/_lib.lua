@@ -26,7 +26,11 @@ for i, name in ipairs(DECLARED) do K[name] = KEYS[i] end
 -- A fixed key as declared in KEYS; any other (per job, per type) derived from the prefix.
 local function k(name) return K[name] or (P .. ':' .. name) end
 local function jobkey(id) return P .. ':job:' .. id end
-local function zid(id) return string.format('%02d', #id) .. '|' .. id end
+-- zid's width prefix by id length: a number concatenated or formatted costs Redis's Lua a
+-- printf, and ids are up to 16 digits.
+local WIDTH = {}
+for w = 1, 16 do WIDTH[w] = string.format('%02d', w) end
+local function zid(id) return (WIDTH[#id] or string.format('%02d', #id)) .. '|' .. id end
 -- Leases: OWNERS maps a claimed job to its owner token "<worker>:<claim>:<n>"; the
 -- worker's lease is its score in WORKERS, and HELD:<worker> lists the jobs it holds.
 -- One lease per worker, not per job: a claim or completion touches a set, not a zset.
@@ -128,12 +132,27 @@ local function is_a(key, t)
   return false
 end
 
+-- jobs:<state> (jtype nil) or jobs:<type>:<state>, each built once per script run.
+local SET_KEYS = {}
+local function set_key(jtype, state)
+  local by_type = SET_KEYS[jtype or '']
+  if not by_type then
+    by_type = {}
+    SET_KEYS[jtype or ''] = by_type
+  end
+  local key = by_type[state]
+  if not key then
+    key = jtype and k('jobs:' .. jtype .. ':' .. state) or k('jobs:' .. state)
+    by_type[state] = key
+  end
+  return key
+end
+
 -- A job type whose per-type sets for states a and b can be written, or nil (skip them).
 local function writable_type(jtype, a, b)
   if not jtype or jtype == '' then return nil end
-  for _, s in ipairs({ a, b }) do
-    if STATES[s] and not is_a(k('jobs:' .. jtype .. ':' .. s), 'zset') then return nil end
-  end
+  if STATES[a] and not is_a(set_key(jtype, a), 'zset') then return nil end
+  if STATES[b] and not is_a(set_key(jtype, b), 'zset') then return nil end
   return jtype
 end
 
@@ -146,6 +165,36 @@ local function wrong_type(pairs_)
     end
   end
   return nil
+end
+
+-- Writes gathered over a batch and sent at flush() as one variadic call per command and key
+-- (ZADD, ZREM, HSET, HDEL, SREM, SADD of many members): a call from Lua costs about as much
+-- as the member it writes. Only for keys already type-checked (a flush comes after other
+-- writes), and a batch never writes the same member of one key twice, so the order of the
+-- gathered calls is free. Numbers go as strings: Redis formats a Lua number with printf.
+local LATER, LATER_ORDER = {}, {}
+local function later(cmd, key, a, b)
+  local by_key = LATER[cmd]
+  if not by_key then by_key = {} LATER[cmd] = by_key end
+  local t = by_key[key]
+  if not t then
+    t = { cmd, key }
+    by_key[key] = t
+    LATER_ORDER[#LATER_ORDER + 1] = t
+  end
+  local n = #t
+  t[n + 1] = a
+  if b ~= nil then t[n + 2] = b end
+end
+
+local function flush()
+  for _, t in ipairs(LATER_ORDER) do
+    local n = #t
+    for i = 3, n, 4000 do  -- an even step keeps score/member and field/value pairs together
+      redis.call(t[1], t[2], unpack(t, i, math.min(i + 3999, n)))
+    end
+  end
+  LATER, LATER_ORDER = {}, {}
 end
 
 -- JSON string literal as JavaScript's JSON.stringify writes it.
@@ -168,12 +217,12 @@ end
 local function set_state(id, jtype, old, new, priority, score, skip_hset)
   local z = zid(id)
   if old and STATES[old] and old ~= new then  -- an unknown state has no sets to leave
-    redis.call('ZREM', k('jobs:' .. old), z)
-    if jtype then redis.call('ZREM', k('jobs:' .. jtype .. ':' .. old), z) end
+    redis.call('ZREM', set_key(nil, old), z)
+    if jtype then redis.call('ZREM', set_key(jtype, old), z) end
   end
   if not skip_hset then redis.call('HSET', jobkey(id), 'state', new) end
-  redis.call('ZADD', k('jobs:' .. new), score or priority, z)
-  if jtype then redis.call('ZADD', k('jobs:' .. jtype .. ':' .. new), priority, z) end
+  redis.call('ZADD', set_key(nil, new), score or priority, z)
+  if jtype then redis.call('ZADD', set_key(jtype, new), priority, z) end
   if new == 'inactive' and jtype then redis.call('LPUSH', k(jtype .. ':jobs'), 1) end
 end
 

@@ -62,19 +62,48 @@ local function set_aside(id, z, f, reason)
   aside(z, reason)
 end
 
-while claimed < count do
-  local r = redis.call('ZPOPMIN', tset)
-  if #r == 0 then break end
-  local z = r[1]
+-- The score of a claimed job in jobs:active (Kue's: now + ttl, else -|priority|), and its
+-- priority as sent: strings, as Redis would format numbers from Lua with printf.
+local function active_scores(f)
+  local pri = num_of(f.priority) and f.priority or '0'
+  local ttl = num_of(f.ttl)
+  if ttl and ttl > 0 then return string.format('%.17g', now + ttl), pri end
+  if pri == '0' or string.sub(pri, 1, 1) == '-' then return pri, pri end
+  return '-' .. pri, pri
+end
+
+local ACTIVE, TYPE_ACTIVE, INACTIVE, HELD = k('jobs:active'), k('jobs:' .. jtype .. ':active'), k('jobs:inactive'),
+  held(worker_of(base))
+local job_fields = { 'HSET', '', 'state', 'active', 'started_at', ARGV[2], 'updated_at', ARGV[2], 'workerId', wid }
+
+local function claim_one(id, z, f, all)
+  claimed = claimed + 1
+  local score, pri = active_scores(f)
+  local token = base .. ':' .. string.format('%d', claimed)
+  job_fields[2] = jobkey(id)
+  redis.call(unpack(job_fields))
+  later('ZREM', INACTIVE, z)
+  later('ZADD', ACTIVE, score, z)
+  later('ZADD', TYPE_ACTIVE, pri, z)
+  later('HSET', OWNERS, id, token)
+  later('SADD', HELD, id)
+  publish(id, 'start', start_tail)
+  out[#out + 1] = id
+  out[#out + 1] = token
+  out[#out + 1] = all
+end
+
+-- One popped member: claimed, set aside, or (a stale entry) dropped.
+local function take(z)
   local id = string.sub(z, (string.find(z, '|', 1, true) or 0) + 1)
   local all = not (#id <= 16 and zid(id) == z and string.find(id, '^%d+$')) and 'bad id'
     or redis.pcall('HGETALL', jobkey(id))
   if all == 'bad id' then
-    redis.call('ZREM', k('jobs:inactive'), z)
+    redis.call('ZREM', INACTIVE, z)
     redis.call('ZREM', k('jobs'), z)
     aside(z, 'member ' .. shown(z) .. ' of ' .. tset .. ' is not a job id; removed from the index')
   elseif all.err then
-    redis.call('ZREM', k('jobs:inactive'), z)
+    redis.call('ZREM', INACTIVE, z)
     redis.call('ZREM', k('jobs'), z)
     aside(z, jobkey(id) .. ' is a ' .. redis.call('TYPE', jobkey(id)).ok .. ', not a job hash; unindexed')
   elseif #all == 0 then
@@ -89,22 +118,18 @@ while claimed < count do
     if problem and ours then
       set_aside(id, z, f, problem)
     elseif not problem and f.state == 'inactive' and f.type == jtype then
-      claimed = claimed + 1
-      local pri = num_of(f.priority) or 0
-      redis.call('ZREM', k('jobs:inactive'), z)
-      redis.call('HSET', jobkey(id), 'state', 'active', 'started_at', now, 'updated_at', now, 'workerId', wid)
-      redis.call('ZADD', k('jobs:active'), active_score(pri, f.ttl, now), z)
-      redis.call('ZADD', k('jobs:' .. jtype .. ':active'), pri, z)
-      local token = base .. ':' .. claimed
-      redis.call('HSET', OWNERS, id, token)
-      redis.call('SADD', held(worker_of(base)), id)
-      publish(id, 'start', start_tail)
-      out[#out + 1] = id
-      out[#out + 1] = token
-      out[#out + 1] = all
+      claim_one(id, z, f, all)
     end
   end
 end
+
+-- Popped in one call per round; a round's stale entries leave room for another.
+while claimed < count do
+  local popped = redis.call('ZPOPMIN', tset, count - claimed)
+  if #popped == 0 then break end
+  for i = 1, #popped, 2 do take(popped[i]) end
+end
+flush()
 if claimed > 0 then redis.call('ZADD', WORKERS, now + lease, worker_of(base)) end
 if limit_max then
   if claimed > 0 and limit_used then

@@ -1,6 +1,6 @@
 -- Save new jobs (Kue's Job#save for a new job), a batch in one call.
--- Everything is checked before the first write (INCR): the numbers, and that no key the
--- batch writes has another type, so a batch is saved whole or not at all.
+-- Everything is checked before the first write: the numbers, and that no key the batch
+-- writes has another type, so a batch is saved whole or not at all.
 -- KEYS: the queue's fixed keys, in _lib.lua's DECLARED order.
 -- ARGV: prefix, now, n, then per job: type, state ("inactive"|"delayed"), priority,
 --       promote_at, nfields, field, value, ... (the fields include `state`)
@@ -9,13 +9,18 @@
 -- waits (delayed, score +inf) until they complete, or is failed at once when one failed and
 -- its `pykue_on_failure` is not "run".
 -- Returns the new ids (and "-<id>" for a unique key already held).
+--
+-- Cost (issue 13): Redis's CPU per saved job is what bounds bulk enqueue, so the per-job work
+-- is one HSET and one PUBLISH; the index writes Kue's layout needs (jobs, jobs:<state>,
+-- jobs:<type>:<state>, the <type>:jobs wake-up list, job:types, ids) are one variadic call
+-- per key for the whole batch, and the new job keys are checked with one EXISTS (TYPE only
+-- when one exists). The order of writes differs from Kue's, not the state they leave.
 local now, n = tonumber(ARGV[2]), tonumber(ARGV[3])
 local last = redis.call('TYPE', k('ids')).ok == 'string' and redis.call('GET', k('ids'))
 local next_id = last and int_of(last) or 0
 if last and not int_of(last) then return redis.error_reply('pykue: ' .. k('ids') .. ' is not an integer') end
 local checks = { { k('ids'), 'string' }, { k('job:types'), 'set' }, { k('jobs'), 'zset' } }
-checks[#checks + 1] = { UNIQUE, 'hash' }
-local i, seen = 4, {}
+local i, seen, any_unique, any_after = 4, {}, false, false
 -- The features' fields of each job (field name -> value), read once.
 local extra = {}
 for j = 1, n do
@@ -29,14 +34,14 @@ for j = 1, n do
     checks[#checks + 1] = { k('jobs:' .. jtype .. ':' .. state), 'zset' }
     checks[#checks + 1] = { k(jtype .. ':jobs'), 'list' }
   end
-  checks[#checks + 1] = { jobkey(tostring(next_id + j)), 'hash' }
-  checks[#checks + 1] = { deps_key(tostring(next_id + j)), 'set' }
   local x = {}
   for f = i + 5, i + 4 + tonumber(ARGV[i + 4]), 2 do
     local name = ARGV[f]
     if name == 'pykue_unique' or name == 'pykue_after' or name == 'pykue_on_failure' then x[name] = ARGV[f + 1] end
   end
+  any_unique = any_unique or x.pykue_unique ~= nil
   if x.pykue_after then
+    any_after = true
     x.parents = {}
     for _, st in ipairs({ 'failed', 'delayed' }) do
       checks[#checks + 1] = { k('jobs:' .. st), 'zset' }
@@ -54,6 +59,22 @@ for j = 1, n do
   end
   extra[j] = x
   i = i + 5 + tonumber(ARGV[i + 4])
+end
+if any_unique then checks[#checks + 1] = { UNIQUE, 'hash' } end
+-- The keys of the ids the batch may take (a job deduplicated takes none): one EXISTS for all
+-- (new ids have no keys yet); only when some exist is each one's type checked.
+local fresh = {}
+for j = 1, n do fresh[j] = jobkey(tostring(next_id + j)) end
+if any_after then
+  for j = 1, n do fresh[n + j] = deps_key(tostring(next_id + j)) end
+end
+local function exist_count(list)
+  local c = 0
+  for a = 1, #list, 1000 do c = c + redis.call('EXISTS', unpack(list, a, math.min(a + 999, #list))) end
+  return c
+end
+if exist_count(fresh) > 0 then
+  for j, key in ipairs(fresh) do checks[#checks + 1] = { key, j <= n and 'hash' or 'set' } end
 end
 local bad_keys = wrong_type(checks)
 if bad_keys then return bad_keys end
@@ -77,45 +98,83 @@ local function dependencies(x)
   return nil, pending
 end
 
-i = 4
-local ids = {}
-for j = 1, n do
-  local jtype, state, pri, promote_at = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
-  local nf = tonumber(ARGV[i + 4])
-  i = i + 5
-  local x = extra[j]
-  local dup = x.pykue_unique and holder(x.pykue_unique)
-  if dup then
-    ids[#ids + 1] = '-' .. dup
-    i = i + nf
-  else
-  local id = tostring(redis.call('INCR', k('ids')))
-  local fields = {}
-  for f = 0, nf - 1 do fields[f + 1] = ARGV[i + f] end
-  i = i + nf
-  redis.call('HSET', jobkey(id), unpack(fields))
-  redis.call('SADD', k('job:types'), jtype)
-  redis.call('ZADD', k('jobs'), pri, zid(id))
-  local failed_dep, pending = nil, {}
-  if x.parents then failed_dep, pending = dependencies(x) end
-  if x.pykue_unique and not failed_dep then redis.call('HSET', UNIQUE, x.pykue_unique, id) end
+-- The index writes, gathered per key and sent once per key at the end (variadic commands,
+-- at most 1000 arguments a call: Lua's unpack has a limit).
+local zadds, zorder, pushes, types = {}, {}, {}, {}
+local function zadd(key, score, member)
+  local list = zadds[key]
+  if not list then
+    list = {}
+    zadds[key] = list
+    zorder[#zorder + 1] = key
+  end
+  list[#list + 1] = score
+  list[#list + 1] = member
+end
+local function variadic(cmd, key, list)
+  for a = 1, #list, 1000 do redis.call(cmd, key, unpack(list, a, math.min(a + 999, #list))) end
+end
+
+-- A job that waits for others, or failed with one, goes through set_state (rare). Returns
+-- whether it did: a job whose dependencies all completed is saved as any other.
+local function dependent(id, jtype, pri, x)
+  local failed_dep, pending = dependencies(x)
   if failed_dep then
     local msg = 'pykue: dependency ' .. failed_dep .. ' failed'
     redis.call('HSET', jobkey(id), 'state', 'failed', 'error', msg, 'failed_at', now)
     set_state(id, jtype, nil, 'failed', pri, nil, true)
     publish(id, 'failed', ',' .. jstr(msg) .. ',null')
-  elseif #pending > 0 then
-    redis.call('HSET', jobkey(id), 'state', 'delayed')
-    set_state(id, jtype, nil, 'delayed', pri, '+inf', true)
-    for _, p in ipairs(pending) do redis.call('SADD', dependents_key(p), id) end
-    redis.call('SADD', deps_key(id), unpack(pending))
-  elseif state == 'delayed' then
-    set_state(id, jtype, nil, 'delayed', pri, promote_at, true)
+    return true
+  end
+  if x.pykue_unique then redis.call('HSET', UNIQUE, x.pykue_unique, id) end
+  if #pending == 0 then return false end
+  redis.call('HSET', jobkey(id), 'state', 'delayed')
+  set_state(id, jtype, nil, 'delayed', pri, '+inf', true)
+  for _, p in ipairs(pending) do redis.call('SADD', dependents_key(p), id) end
+  redis.call('SADD', deps_key(id), unpack(pending))
+  return true
+end
+
+i = 4
+local ids, created, type_json = {}, 0, {}
+for j = 1, n do
+  local jtype, state, pri, promote_at = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+  local nf = tonumber(ARGV[i + 4])
+  local x = extra[j]
+  local dup = x.pykue_unique and holder(x.pykue_unique)
+  if dup then
+    ids[#ids + 1] = '-' .. dup
   else
-    set_state(id, jtype, nil, 'inactive', pri, nil, true)
-    publish(id, 'enqueue', ',' .. jstr(jtype))
+    created = created + 1
+    local id = tostring(next_id + created)
+    local z = zid(id)
+    if nf > 0 then redis.call('HSET', jobkey(id), unpack(ARGV, i + 5, i + 4 + nf)) end
+    types[jtype] = true
+    zadd(k('jobs'), pri, z)
+    if x.parents == nil and x.pykue_unique then redis.call('HSET', UNIQUE, x.pykue_unique, id) end
+    if not (x.parents and dependent(id, jtype, pri, x)) then
+      if state == 'delayed' then
+        zadd(k('jobs:delayed'), promote_at, z)
+      else
+        zadd(k('jobs:inactive'), pri, z)
+        pushes[jtype] = (pushes[jtype] or 0) + 1
+        if not type_json[jtype] then type_json[jtype] = ',' .. jstr(jtype) end
+        publish(id, 'enqueue', type_json[jtype])
+      end
+      zadd(k('jobs:' .. jtype .. ':' .. state), pri, z)
+    end
+    ids[#ids + 1] = id
   end
-  ids[#ids + 1] = id
-  end
+  i = i + 5 + nf
+end
+if created > 0 then redis.call('INCRBY', k('ids'), created) end
+local type_list = {}
+for jtype in pairs(types) do type_list[#type_list + 1] = jtype end
+if #type_list > 0 then variadic('SADD', k('job:types'), type_list) end
+for _, key in ipairs(zorder) do variadic('ZADD', key, zadds[key]) end
+for jtype, count in pairs(pushes) do
+  local ones = {}
+  for c = 1, count do ones[c] = 1 end
+  variadic('LPUSH', k(jtype .. ':jobs'), ones)
 end
 return ids

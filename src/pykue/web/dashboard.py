@@ -23,9 +23,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 import pykue
 from pykue import _codec as codec
-from pykue._events import decode
+from pykue._events import Subscriber, decode
 from pykue._keys import STATES
-from pykue._worker import Subscriber
 
 from .api import router
 from .extras import History, extras_router
