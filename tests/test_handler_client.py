@@ -5,23 +5,30 @@ only what was in flight (never sent twice), and the thread-safe sync twin. Real 
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
+import uvloop
 
 import pykue
 from pykue import AsyncSharedRedis, EmbeddedRedis, SharedRedis
 from pykue._errors import LoopThreadError
 from pykue._handler_client import ClientClosedError, ConnectionLostError
-from tests.conftest import FAST
+from tests.conftest import FAST, PY, ROOT, py_env
 from tests.helpers import wait_for
 
 
-def arun(body: Callable[[], Awaitable[Any]]) -> Any:
-    return asyncio.run(body())  # type: ignore[arg-type]
+def arun(body: Callable[[], Awaitable[Any]], loop: str = "asyncio") -> Any:
+    factory = uvloop.new_event_loop if loop == "uvloop" else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(body())  # type: ignore[arg-type]
+
+
+LOOPS = pytest.mark.parametrize("loop", ["asyncio", "uvloop"])  # supervised workers run on uvloop
 
 
 def connected(r: redis.Redis) -> int:
@@ -36,8 +43,9 @@ def own() -> Iterator[EmbeddedRedis]:
 
 
 # -- asyncio -------------------------------------------------------------------------------
+@LOOPS
 def test_many_concurrent_callers_share_one_connection_and_get_their_own_replies_in_order(
-    url: str, prefix: str, r: redis.Redis
+    url: str, prefix: str, r: redis.Redis, loop: str
 ) -> None:
     callers, each = 300, 20
     before = connected(r)
@@ -59,7 +67,7 @@ def test_many_concurrent_callers_share_one_connection_and_get_their_own_replies_
         assert client.writes <= each + 3  # one write per loop iteration, not one per command
         await client.aclose()
 
-    arun(body)
+    arun(body, loop)
 
 
 def test_commands_issued_in_one_iteration_go_out_in_one_write_and_resolve_in_order(url: str, prefix: str) -> None:
@@ -75,7 +83,8 @@ def test_commands_issued_in_one_iteration_go_out_in_one_write_and_resolve_in_ord
     arun(body)
 
 
-def test_an_error_reply_fails_its_caller_only(url: str, prefix: str) -> None:
+@LOOPS
+def test_an_error_reply_fails_its_caller_only(url: str, prefix: str, loop: str) -> None:
     async def body() -> Any:
         client = AsyncSharedRedis(url)
         await client.set(f"{prefix}:s", "text")
@@ -86,7 +95,7 @@ def test_an_error_reply_fails_its_caller_only(url: str, prefix: str) -> None:
         await client.aclose()
         return got
 
-    ok1, wrongtype, text, mine, ok2, empty, not_int = arun(body)
+    ok1, wrongtype, text, mine, ok2, empty, not_int = arun(body, loop)
     assert (ok1, text, ok2, empty) == (1, "text", 2, {})
     assert isinstance(wrongtype, redis.ResponseError) and "WRONGTYPE" in str(wrongtype)
     assert isinstance(mine, redis.ResponseError) and "MINE no" in str(mine)
@@ -122,7 +131,8 @@ def _held(admin: redis.Redis, conn_id: int) -> bool:
     return any(int(c["id"]) == conn_id and "b" in c["flags"] and c["cmd"] == "incrby" for c in admin.client_list())
 
 
-def test_a_redis_restart_mid_stream_fails_callers_then_later_calls_work(own: EmbeddedRedis) -> None:
+@LOOPS
+def test_a_redis_restart_mid_stream_fails_callers_then_later_calls_work(own: EmbeddedRedis, loop: str) -> None:
     async def body() -> None:
         client = AsyncSharedRedis(own.url)
         errors: list[BaseException] = []
@@ -140,19 +150,21 @@ def test_a_redis_restart_mid_stream_fails_callers_then_later_calls_work(own: Emb
                     await asyncio.sleep(0.01)
 
         tasks = [asyncio.create_task(caller()) for _ in range(50)]
-        await asyncio.to_thread(wait_for, lambda: ok > 500, 10, "traffic")
-        await asyncio.to_thread(own.stop)  # SIGKILL: whatever is in flight is lost with it
-        await asyncio.to_thread(wait_for, lambda: errors, 10, "callers to be told")
-        await asyncio.to_thread(own.start)
-        after = ok
-        await asyncio.to_thread(wait_for, lambda: ok > after + 500, 10, "calls to work again")
-        stop.set()
-        await asyncio.gather(*tasks)
+        try:
+            await asyncio.to_thread(wait_for, lambda: ok > 500, 10, "traffic")
+            await asyncio.to_thread(own.stop)  # SIGKILL: whatever is in flight is lost with it
+            await asyncio.to_thread(wait_for, lambda: errors, 10, "callers to be told")
+            await asyncio.to_thread(own.start)
+            after = ok
+            await asyncio.to_thread(wait_for, lambda: ok > after + 500, 10, "calls to work again")
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks)
         assert all(isinstance(e, (ConnectionLostError, redis.ConnectionError)) for e in errors)
         assert await client.get("n") is not None
         await client.aclose()
 
-    arun(body)
+    arun(body, loop)
 
 
 def test_blocking_commands_wait_on_their_own_connections_not_the_shared_one(url: str, prefix: str) -> None:
@@ -273,3 +285,13 @@ def test_queue_redis_keeps_the_queues_credentials_and_db() -> None:
         q.shutdown(1)
         with redis.Redis(port=srv.port, password="secret", db=3, decode_responses=True) as check:
             assert check.get("n") == "1"
+
+
+def test_the_readme_example_runs() -> None:
+    out = subprocess.run([PY, str(ROOT / "examples" / "features" / "handler_redis.py")], env=py_env(),
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "asyncio: {'about': '2', 'home': '3', 'pricing': '1'} pages seen: 3",
+        "sync: {'about': '2', 'home': '3', 'pricing': '1'}",
+    ]

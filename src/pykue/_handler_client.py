@@ -50,6 +50,7 @@ _REFUSED = frozenset({"SELECT", "AUTH", "HELLO", "MULTI", "EXEC", "DISCARD", "WA
                       "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE", "MONITOR",
                       "QUIT", "RESET", "CLIENT REPLY", "CLIENT TRACKING", "CLIENT SETNAME", "READONLY",
                       "READWRITE"})  # fmt: skip
+_SPECIAL = _BLOCKING | _BLOCKING_IF_ASKED | _REFUSED
 POOL_SIZE = 1024  # connections the waiting pool may open for blocking commands, pipelines, pub/sub
 _PUSH = getattr(hiredis, "PushNotification", None)
 _CLOSED = "the shared Redis client was closed (its queue shut down)"
@@ -151,11 +152,11 @@ class _Connection(asyncio.Protocol):
         self.owner = owner
         self.reader = reader
         self.inflight: deque[Entry] = deque()
-        self.transport: asyncio.Transport | None = None
+        self.transport: Any = None  # asyncio's or uvloop's (which is no asyncio.Transport)
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's are no asyncio.Transport subclass
+        self.transport = transport
 
     def data_received(self, data: bytes) -> None:
         reader, inflight, settle = self.reader, self.inflight, self.owner.settle
@@ -180,12 +181,11 @@ class _Connection(asyncio.Protocol):
         self.owner.lost(self, exc)
 
     def write(self, data: bytes, entries: list[Entry]) -> None:
-        assert self.transport is not None
         self.inflight.extend(entries)
         self.transport.write(data)
 
     def close(self) -> None:
-        if self.transport is not None:
+        if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
 
@@ -208,6 +208,7 @@ class AsyncSharedRedis(AsyncCoreCommands):
     def __init__(self, connection: str | ConnectionSettings | None = None, *, decode_responses: bool = True,
                  loop: asyncio.AbstractEventLoop | None = None) -> None:  # fmt: skip
         self.settings = ConnectionSettings.of(connection)
+        self._cluster = self.settings.cluster  # its commands go to redis-py's cluster client
         self.decode_responses = decode_responses
         protocol = self.settings.options.get("protocol")
         self._callbacks = {k.upper(): v for k, v in get_response_callbacks(protocol or 2, True).items()}
@@ -234,7 +235,7 @@ class AsyncSharedRedis(AsyncCoreCommands):
     def execute_command(self, *args: Any, **options: Any) -> Any:
         """Queue the command for this loop iteration's write; returns the future of its reply."""
         name = args[0].upper() if isinstance(args[0], str) else _name(args)
-        if self.settings.cluster or _routed(name, args, options):
+        if self._cluster or ((name in _SPECIAL or options) and _routed(name, args, options)):
             return asyncio.ensure_future(self._on_pool(args, options))
         packed = pack(args)
         loop = asyncio.get_running_loop()
@@ -289,7 +290,11 @@ class AsyncSharedRedis(AsyncCoreCommands):
         waiting = self._waiting
         self._pending, self._waiting = [], []
         self.writes += 1
-        conn.write(data, waiting)
+        try:
+            conn.write(data, waiting)
+        except Exception as exc:  # a transport that takes no write: its callers must not wait forever
+            self.lost(conn, exc)
+            conn.close()
 
     def settle(self, entry: Entry, reply: Any) -> None:
         waiter, name, options = entry
@@ -312,7 +317,8 @@ class AsyncSharedRedis(AsyncCoreCommands):
             return
         waiter.set_result(value)
 
-    def lost(self, conn: _Connection, exc: Exception | None) -> None:
+    def lost(self, conn: _Connection, exc: BaseException | None) -> None:
+        conn.lost = True
         if self._conn is conn:
             self._conn = None
         why = f": {exc}" if exc else ""
@@ -478,6 +484,7 @@ class SharedRedis(CoreCommands):
         self._own_thread = _LoopThread() if loop is None else None
         self._loop = loop or self._own_thread.loop  # type: ignore[union-attr]
         self.settings = ConnectionSettings.of(connection)
+        self._cluster = self.settings.cluster  # its commands go to redis-py's cluster client
         self.decode_responses = decode_responses
         self._shared = AsyncSharedRedis(self.settings, decode_responses=decode_responses, loop=self._loop)
         self._lock = threading.Lock()
@@ -499,7 +506,7 @@ class SharedRedis(CoreCommands):
         """Hand the command to the loop (one wake-up for every thread's commands queued
         meanwhile) and block until its reply."""
         name = args[0].upper() if isinstance(args[0], str) else _name(args)
-        if self.settings.cluster or _routed(name, args, options):
+        if self._cluster or ((name in _SPECIAL or options) and _routed(name, args, options)):
             return self._pool_client().execute_command(*args, **options)  # type: ignore[no-untyped-call]
         if asyncio._get_running_loop() is self._loop:
             raise LoopThreadError("a SharedRedis call was made on its own event loop; it would wait for itself "
