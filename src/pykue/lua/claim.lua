@@ -7,6 +7,10 @@
 -- are not UTF-8 are the worker's to find: this reply is read undecoded (see _scripts.py
 -- UNDECODED) and the worker sets such a record aside with set_aside.lua.
 -- The queue's own keys are type-checked first, so nothing below can raise after a write.
+-- Cost: the batch is popped with ZPOPMIN count (again for as many as were stale); per job
+-- one HGETALL, one HSET and Kue's start event; its index and lease writes are gathered into
+-- one call per key (_lib.lua's gathered), with the owners hash and active sets kept as
+-- tables (WIDE).
 -- KEYS: the queue's fixed keys, in _lib.lua's DECLARED order.
 -- ARGV: prefix, now, type, count, lease_ms, token_base ("<worker>:<claim>"), worker_id,
 --       tokens_already_taken
