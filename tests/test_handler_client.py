@@ -84,6 +84,21 @@ def test_commands_issued_in_one_iteration_go_out_in_one_write_and_resolve_in_ord
 
 
 @LOOPS
+def test_calls_are_coroutines_as_redis_pys_queued_in_the_order_they_are_made(url: str, prefix: str, loop: str) -> None:
+    async def body() -> None:
+        client = AsyncSharedRedis(url)
+        first = client.set(f"{prefix}:k", "a")
+        second = client.append(f"{prefix}:k", "b")  # made second: runs second, whichever is awaited first
+        task = asyncio.create_task(client.get(f"{prefix}:k"))
+        assert await second == 2
+        assert await first is True
+        assert await task == "ab"
+        await client.aclose()
+
+    arun(body, loop)
+
+
+@LOOPS
 def test_an_error_reply_fails_its_caller_only(url: str, prefix: str, loop: str) -> None:
     async def body() -> Any:
         client = AsyncSharedRedis(url)

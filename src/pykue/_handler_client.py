@@ -233,17 +233,17 @@ class AsyncSharedRedis(AsyncCoreCommands):
 
     # -- the command API's one entry point ----------------------------------------------
     def execute_command(self, *args: Any, **options: Any) -> Any:
-        """Queue the command for this loop iteration's write; returns the future of its reply."""
+        """Queue the command for this loop iteration's write; returns a coroutine of its reply."""
         name = args[0].upper() if isinstance(args[0], str) else _name(args)
         if self._cluster or ((name in _SPECIAL or options) and _routed(name, args, options)):
-            return asyncio.ensure_future(self._on_pool(args, options))
+            return self._on_pool(args, options)
         packed = pack(args)
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._bind(loop)
         fut = loop.create_future()
         self.enqueue(packed, name, options or None, fut)
-        return fut
+        return _reply(fut)
 
     def get_encoder(self) -> Encoder:
         """How str arguments become bytes (register_script hashes scripts with it)."""
@@ -420,6 +420,12 @@ class AsyncSharedRedis(AsyncCoreCommands):
         if self.closed:
             raise ClientClosedError(_CLOSED)
         return await self._pool_client().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+
+
+async def _reply(fut: asyncio.Future[Any]) -> Any:
+    """A coroutine, as redis-py's calls return (asyncio.create_task takes only those); the
+    command was queued when called, so the calls' order is the order they were made in."""
+    return await fut
 
 
 def _callback_options(options: dict[str, Any]) -> dict[str, Any]:
