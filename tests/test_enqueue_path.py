@@ -10,6 +10,7 @@ import contextlib
 import json
 from typing import Any
 
+import pytest
 import redis
 
 import pykue
@@ -158,3 +159,17 @@ def test_an_asyncio_save_replaces_a_kept_connection_the_server_closed(url: str, 
             await q.shutdown()
 
     assert asyncio.run(main()) == 2
+
+
+def test_a_corrupt_id_counter_refuses_the_save_and_writes_nothing(queue: pykue.Queue, r: redis.Redis,
+                                                                 prefix: str) -> None:  # fmt: skip
+    r.hset(f"{prefix}:ids", "x", "1")
+    with pytest.raises(redis.ResponseError, match=f"{prefix}:ids is a hash, not a string; nothing was written"):
+        queue.create("w", {}).save()
+    r.delete(f"{prefix}:ids")
+    r.set(f"{prefix}:ids", "12abc")
+    with pytest.raises(redis.ResponseError, match=f"{prefix}:ids is not an integer"):
+        queue.create("w", {}).save()
+    assert r.zcard(f"{prefix}:jobs") == 0 and r.exists(f"{prefix}:job:1", f"{prefix}:job:13") == 0
+    r.set(f"{prefix}:ids", "12")
+    assert queue.create("w", {}).save().id == 13

@@ -16,7 +16,7 @@
 -- per key for the whole batch, and the new job keys are checked with one EXISTS (TYPE only
 -- when one exists). The order of writes differs from Kue's, not the state they leave.
 local now, n = tonumber(ARGV[2]), tonumber(ARGV[3])
-local last = redis.call('TYPE', k('ids')).ok == 'string' and redis.call('GET', k('ids'))
+local last = is_a(k('ids'), 'string') and redis.call('GET', k('ids'))  -- is_a: checked once, with the others
 local next_id = last and int_of(last) or 0
 if last and not int_of(last) then return redis.error_reply('pykue: ' .. k('ids') .. ' is not an integer') end
 local checks = { { k('ids'), 'string' }, { k('job:types'), 'set' }, { k('jobs'), 'zset' } }
