@@ -28,7 +28,6 @@ SUBS = [
     (r"\bAsyncQueue\b", "Queue"),
     (r"\bAsyncJob\b", "Job"),
     (r"\bAsyncScripts\b", "Scripts"),
-    (r"\bAsyncLane\b", "Lane"),
     (r"\bAsyncWaiter\b", "ThreadWaiter"),
     (r"\b_api_async\b", "_api_sync"),
 ]

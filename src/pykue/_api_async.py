@@ -23,7 +23,6 @@ from ._core import STAT_NAMES, QueueCore, default_queue, remember, stats_dict
 from ._errors import InvalidJobError, JobNotFoundError, RedisOutOfMemoryError
 from ._job import BaseJob, BoundJob, log_line
 from ._keys import TERMINAL_STATES, Keys, State, check_state
-from ._lane import AsyncLane
 from ._pause import paused_key
 from ._retry import after_retry, retry_outcome
 from ._schedule import Schedule, loaded_schedule, make_schedule, next_key, schedules_key
@@ -197,18 +196,18 @@ class AsyncQueueBase(QueueCore):
 
     async def _run_enqueue(self, call: sc.Call[list[Any]]) -> list[Any]:
         """enqueue.lua, with its refusals as pykue's named errors (a full Redis stays
-        RedisOutOfMemoryError). Sent on the queue's lane (_lane.py)."""
+        RedisOutOfMemoryError). Sent on the queue's lane (_scripts.Lane)."""
         try:
-            return await self._lane.run(self.scripts, call)
+            return await self.scripts.run(call, lane=self._lane)
         except RedisOutOfMemoryError:
             raise
         except ResponseError as exc:
             raise features.enqueue_error(exc) from None
 
     @cached_property
-    def _lane(self) -> AsyncLane:
-        """How this queue's saves reach Redis (see _lane.py); made on first use."""
-        return AsyncLane()
+    def _lane(self) -> sc.Lane:
+        """The connection this queue's saves keep (see _scripts.Lane); made on first use."""
+        return sc.Lane()
 
     async def retry(self, job_id: int | str, force: bool = False) -> None:
         """Run a failed job again with its attempts reset (BullMQ's job.retry()); any other

@@ -20,7 +20,6 @@ from ._core import STAT_NAMES, QueueCore, default_queue, remember, stats_dict
 from ._errors import InvalidJobError, JobNotFoundError, RedisOutOfMemoryError
 from ._job import BaseJob, BoundJob, log_line
 from ._keys import TERMINAL_STATES, Keys, State, check_state
-from ._lane import Lane
 from ._pause import paused_key
 from ._retry import after_retry, retry_outcome
 from ._schedule import Schedule, loaded_schedule, make_schedule, next_key, schedules_key
@@ -194,18 +193,18 @@ class QueueBase(QueueCore):
 
     def _run_enqueue(self, call: sc.Call[list[Any]]) -> list[Any]:
         """enqueue.lua, with its refusals as pykue's named errors (a full Redis stays
-        RedisOutOfMemoryError). Sent on the queue's lane (_lane.py)."""
+        RedisOutOfMemoryError). Sent on the queue's lane (_scripts.Lane)."""
         try:
-            return self._lane.run(self.scripts, call)
+            return self.scripts.run(call, lane=self._lane)
         except RedisOutOfMemoryError:
             raise
         except ResponseError as exc:
             raise features.enqueue_error(exc) from None
 
     @cached_property
-    def _lane(self) -> Lane:
-        """How this queue's saves reach Redis (see _lane.py); made on first use."""
-        return Lane()
+    def _lane(self) -> sc.Lane:
+        """The connection this queue's saves keep (see _scripts.Lane); made on first use."""
+        return sc.Lane()
 
     def retry(self, job_id: int | str, force: bool = False) -> None:
         """Run a failed job again with its attempts reset (BullMQ's job.retry()); any other

@@ -22,7 +22,9 @@ from typing import Any, Generic, TypeVar
 import hiredis
 import redis
 import redis.asyncio as aredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._errors import RedisOutOfMemoryError
 from ._keys import Keys
@@ -344,7 +346,9 @@ def _raise_oom(exc: ResponseError) -> None:
 class Scripts(_Registry):
     """Sync: `scripts.run(claim(keys, now=..., ...))`."""
 
-    def run(self, call: Call[T], client: Any = None) -> T:
+    def run(self, call: Call[T], client: Any = None, lane: Lane | None = None) -> T:
+        """`lane` is for the asyncio twin: a sync call takes a pooled connection each (redis-py's
+        sync hand-out is cheap; keeping one measured no better)."""
         script = self._s[call.script]
         target = script.registered_client if client is None else client
         try:
@@ -427,9 +431,12 @@ def _roomy(pool: Any) -> bool:
 
 class Lane:
     """A pooled connection kept by one caller whose script calls come one after another (the
-    engine's claims, its completions): a checkout and a return per call cost about as much
-    as the call's own round trip. A call made while another is on the lane (which its
-    owner never does) takes a pooled connection instead: replies never cross."""
+    engine's claims, its completions, a queue's saves): a checkout and a return per call
+    cost about as much as the call's own round trip. A call made while another is on the
+    lane takes a pooled connection instead: replies never cross. The kept connection is
+    checked before each use as the pool checks one it hands out, and anything but an error
+    reply (a dropped connection, a cancellation half-way) disconnects and drops it, so no
+    reply is left unread for the next call."""
 
     def __init__(self) -> None:
         self.busy = False
@@ -444,7 +451,17 @@ class Lane:
                 return await AsyncScripts._evalsha(client, script, call)
             if held is None:
                 held = self._held[id(pool)] = (pool, await pool.get_connection())
-            return await _on(held[1], script, call)
+            else:
+                await _ready(held[1])
+            try:
+                return await _on(held[1], script, call)
+            except ResponseError:
+                raise  # its reply was read whole: the connection is fine
+            except BaseException:
+                del self._held[id(pool)]
+                await held[1].disconnect(nowait=True)
+                await pool.release(held[1])
+                raise
         finally:
             self.busy = False
 
@@ -458,14 +475,49 @@ class Lane:
             await pool.release(conn)
 
 
+async def _ready(conn: Any) -> None:
+    """What the pool checks when it hands a connection out: connected, and nothing to read
+    (a reply left over, or the server's close), else connected again."""
+    await conn.connect()
+    try:
+        if await conn.can_read():
+            raise RedisConnectionError("Connection has data")
+    except (RedisConnectionError, RedisTimeoutError, OSError):
+        await conn.disconnect()
+        await conn.connect()
+        if await conn.can_read():
+            raise RedisConnectionError("Connection not ready") from None
+
+
+# Commands up to this size are written on the connection directly (a save is ~1 kB); bigger
+# ones (save_many's batches) go through send_packed_command and its write timeout.
+DIRECT_BYTES = 16 * 1024
+
+
+async def _write(conn: Any, packed: bytes) -> None:
+    """redis.asyncio's send wraps every write in asyncio.wait_for (a task per write, for the
+    write timeout): more CPU than a small script call's own work. A small command fits the
+    transport's buffer, so it is written directly."""
+    writer = getattr(conn, "_writer", None)
+    if writer is None or not conn.is_connected or conn.health_check_interval or len(packed) > DIRECT_BYTES:
+        await conn.send_packed_command([packed])
+        return
+    try:
+        writer.write(packed)
+        await writer.drain()
+    except OSError as exc:
+        await conn.disconnect(nowait=True)
+        raise RedisConnectionError(f"Error while writing to socket: {exc}") from exc
+
+
 async def _send_async(conn: Any, script: Any, call: Call[Any]) -> Any:
-    await conn.send_packed_command([_packed(conn, script.sha, call)])
+    await _write(conn, _packed(conn, script.sha, call))
     try:
         return await conn.read_response()
     except NoScriptError:
         await conn.send_command("SCRIPT", "LOAD", script.script)
         script.sha = _loaded_sha(await conn.read_response())
-        await conn.send_packed_command([_packed(conn, script.sha, call)])
+        await _write(conn, _packed(conn, script.sha, call))
         return await conn.read_response()
 
 
