@@ -477,7 +477,9 @@ class Lane:
 
 async def _ready(conn: Any) -> None:
     """What the pool checks when it hands a connection out: connected, and nothing to read
-    (a reply left over, or the server's close), else connected again."""
+    (a reply left over, or the server's close), else connected again. Not the pool's own
+    ensure_connection: redis-py 8 skips that check while maintenance notifications are on
+    (their default, "auto"), and a kept connection the server closed then fails the call."""
     await conn.connect()
     try:
         if await conn.can_read():
