@@ -74,12 +74,6 @@ def as_text(raw: str | bytes) -> str | None:
         return None
 
 
-def checked(raw: str | bytes) -> str | None:
-    """A message from the channel as text if it is Kue's, else None (logged)."""
-    text = as_text(raw)
-    return None if text is None or decode_or_warn(text) is None else text
-
-
 def raw_client(client: Any) -> Any:
     """A client like `client` (same connection settings) whose replies are not decoded."""
     if is_cluster(client):
@@ -175,6 +169,19 @@ class Registry:
         queue.emit(f"job {event}", job_id, *args)
 
 
+async def end_task(task: asyncio.Task[Any], grace: float, what: str) -> None:
+    """Let a loop that was asked to stop end; cancel it only if it does not (redis-py may
+    swallow a CancelledError raised inside a read, so a cancel alone is not reliable)."""
+    try:
+        await asyncio.wait_for(asyncio.shield(task), grace)
+    except TimeoutError:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+            await asyncio.wait_for(task, grace)
+    except Exception as exc:
+        log.warning("pykue: %s ended with %r", what, exc)
+
+
 async def _as_is(message: Any) -> Any:
     """The subscription's push handler: redis-py's default looks up a logger and formats
     every message into a debug line, a quarter of the CPU of reading a message."""
@@ -248,16 +255,8 @@ class Subscriber:
         self.stopping = True
         await self._close()
         task, self._task = self._task, None
-        if task is None:
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(task), 2.0)
-        except TimeoutError:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
-                await asyncio.wait_for(task, 2.0)
-        except Exception as exc:
-            log.warning("pykue: event subscription ended with %r", exc)
+        if task is not None:
+            await end_task(task, 2.0, "event subscription")
 
     async def _close(self) -> None:
         for closable in (self._pubsub, self._raw):

@@ -32,7 +32,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from . import _codec as codec
 from . import _joblog
 from . import _scripts as sc
-from ._events import OnDemand, Subscriber, decode, raw_client
+from ._events import OnDemand, Subscriber, decode, end_task, raw_client
 from ._features import split_limit
 from ._keys import Keys
 from ._scripts import AsyncScripts
@@ -437,10 +437,8 @@ class WorkerEngine:
             batch, self._pending = self._pending[:500], self._pending[500:]
             jobs = [(h.job_id, h.token, dur, rjson) for h, dur, rjson in batch]
             done = await self._outcome(sc.complete(self.keys, now=codec.now_ms(), jobs=jobs), self._completions)
-            held = self._held
             for h, _, _ in batch:
-                if held.get(h.job_id) is h:
-                    del held[h.job_id]
+                self._forget(h)
             if _joblog.jobs_log.isEnabledFor(logging.INFO):  # once per batch, not per job
                 for (h, dur, _), ok in zip(batch, done, strict=False):
                     if ok is sc.Outcome.DONE:
@@ -569,17 +567,9 @@ class WorkerEngine:
 
 
 async def _stop_task(task: asyncio.Task[None], stop: asyncio.Event, grace: float = 2.0) -> None:
-    """Ask a loop to end by its event; cancel only if it does not (redis-py may swallow a
-    CancelledError raised inside a read, so a cancel alone is not reliable)."""
+    """Ask a loop to end by its event (see end_task)."""
     stop.set()
-    try:
-        await asyncio.wait_for(asyncio.shield(task), grace)
-    except TimeoutError:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
-            await asyncio.wait_for(task, grace)
-    except Exception as exc:
-        log.warning("pykue: background loop ended with %r", exc)
+    await end_task(task, grace, "background loop")
 
 
 class Maintenance:
