@@ -51,6 +51,8 @@ class Stock:
 
     def __init__(self, client: AsyncSharedRedis) -> None:
         self.client = client
+        # Not register_script: redis-py's Script wrapper cost ~8 us of the server's ~60 per
+        # reservation (A/B with bench/bench_http.py); the EVALSHA and its NOSCRIPT fallback are here.
         self._script = lua("reserve_stock")
         self._sha = hashlib.sha1(self._script.encode()).hexdigest()
 
